@@ -1,0 +1,52 @@
+# make demo: deploy the example app to a local Debian 12 systemd container and show its answer.
+# make test: lint everything, check the docs against the role, and run every Molecule scenario.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+TEST_IMAGE := flask-uwsgi-test:bookworm
+SCENARIOS := default unix_socket validation
+
+.PHONY: help venv docker image lint unit molecule test demo demo-clean clean
+
+help:
+	@echo "make demo    deploy examples/flask-demo to a local container and show its answer"
+	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+docker:
+	bash scripts/ensure-docker.sh
+
+image: docker
+	bash scripts/build-test-image.sh bookworm $(TEST_IMAGE)
+
+lint: venv
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+unit: venv
+	pytest -q tests
+
+molecule: venv image
+	for scenario in $(SCENARIOS); do molecule test --scenario-name $$scenario; done
+
+test: lint unit molecule
+
+demo: venv image
+	bash scripts/demo.sh
+
+demo-clean: docker
+	docker rm --force flask-uwsgi-demo
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,186 @@
+"""What a user relies on once the app is deployed: it runs, answers, survives and stops cleanly.
+
+Expectations come from the scenario's variables (over the role's defaults), so every scenario
+runs the same suite against its own settings. The stop test runs last and starts the app again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import App
+
+
+def ini_entries(app: App) -> list[tuple[str, str]]:
+    """The ini's `key = value` lines, in order, repeated keys kept."""
+    content = app.host.file(app.ini).content_string
+    return [
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in content.splitlines())
+        if _ and not key.lstrip().startswith((";", "#"))
+    ]
+
+
+def ini_bool(value: object) -> str:
+    return str(value).lower()
+
+
+# (ini key, the variable that sets it, how the role writes it)
+INI_OPTIONS = [
+    ("chdir", "flask_uwsgi_chdir", str),
+    ("callable", "flask_uwsgi_callable", str),
+    ("need-app", "flask_uwsgi_need_app", ini_bool),
+    ("lazy-apps", "flask_uwsgi_lazy_apps", ini_bool),
+    ("master", "flask_uwsgi_master", ini_bool),
+    ("processes", "flask_uwsgi_processes", str),
+    ("threads", "flask_uwsgi_threads", str),
+    ("single-interpreter", "flask_uwsgi_single_interpreter", ini_bool),
+    ("die-on-term", "flask_uwsgi_die_on_term", ini_bool),
+    ("procname-prefix-spaced", "flask_uwsgi_procname_prefix", str),
+    ("vacuum", "flask_uwsgi_vacuum", ini_bool),
+    ("pidfile", "flask_uwsgi_pidfile", str),
+    ("worker-reload-mercy", "flask_uwsgi_worker_reload_mercy", str),
+    ("py-autoreload", "flask_uwsgi_py_autoreload", str),
+    ("strict", "flask_uwsgi_strict", ini_bool),
+]
+
+
+@pytest.mark.parametrize(("key", "variable", "written"), INI_OPTIONS, ids=[o[0] for o in INI_OPTIONS])
+def test_ini_holds_option(app: App, key: str, variable: str, written) -> None:
+    assert (key, written(app.vars[variable])) in ini_entries(app)
+
+
+def test_ini_loads_the_app_from_exactly_one_place(app: App) -> None:
+    entries = dict(ini_entries(app))
+    if app.vars["flask_uwsgi_module"]:
+        assert entries.get("module") == app.vars["flask_uwsgi_module"] and "wsgi-file" not in entries
+    else:
+        assert entries.get("wsgi-file") == app.vars["flask_uwsgi_wsgi_file"] and "module" not in entries
+
+
+def test_ini_binds_each_configured_address_only(app: App) -> None:
+    entries = ini_entries(app)
+    for key in ("http", "http-socket", "socket"):
+        value = app.vars["flask_uwsgi_" + key.replace("-", "_")]
+        assert [v for k, v in entries if k == key] == ([value] if value else [])
+
+
+def test_ini_holds_extra_options_in_order_with_repeats(app: App) -> None:
+    extra = [(o["option"], str(o["value"])) for o in app.vars["flask_uwsgi_extra_options"]]
+    assert extra, "the scenario should set extra options so that this path is exercised"
+    keys = {k for k, _ in extra}
+    assert [e for e in ini_entries(app) if e[0] in keys] == extra
+
+
+def test_ini_is_readable_by_the_app_group_only(app: App) -> None:
+    ini = app.host.file(app.ini)
+    assert (ini.user, ini.group, ini.mode) == ("root", app.vars["flask_uwsgi_group"], 0o640)
+
+
+def test_service_is_enabled_and_active(app: App) -> None:
+    assert app.show("UnitFileState") == "enabled"
+    assert app.show("ActiveState") == "active"
+    assert app.show("StatusText") == "uWSGI is ready"
+
+
+def test_main_pid_is_the_pidfile(app: App) -> None:
+    pidfile = app.host.file(app.vars["flask_uwsgi_pidfile"])
+    assert int(pidfile.content_string.strip()) == app.main_pid()
+
+
+def test_runs_as_the_app_user(app: App) -> None:
+    users = app.host.check_output(f"ps -o user= -p {app.main_pid()} --ppid {app.main_pid()}").split()
+    uid = app.host.user(app.vars["flask_uwsgi_user"]).uid
+    assert set(users) in ({app.vars["flask_uwsgi_user"]}, {str(uid)})
+
+
+def test_master_has_exactly_the_configured_workers(app: App) -> None:
+    routers = 1 if app.vars["flask_uwsgi_http"] else 0
+    assert len(app.workers()) == int(app.vars["flask_uwsgi_processes"]) + routers
+
+
+def test_processes_carry_the_procname_prefix(app: App) -> None:
+    if app.vars["flask_uwsgi_uwsgi_package"] == "pyuwsgi":
+        pytest.skip("pyuwsgi does not set process titles (checked: procname options have no effect)")
+    prefix = app.vars["flask_uwsgi_procname_prefix"]
+    titles = app.host.check_output(f"ps -o args= -p {app.main_pid()} --ppid {app.main_pid()}").splitlines()
+    assert titles[0] == f"{prefix} uWSGI master"
+    assert all(re.fullmatch(rf"{re.escape(prefix)} uWSGI (master|worker \d+|http 1)", t) for t in titles)
+
+
+def test_app_answers_with_the_demo_response(app: App) -> None:
+    status, body = app.get("/")
+    assert status.endswith("200 OK")
+    assert body.startswith("Hello from flask-demo")
+    status, body = app.get("/health")
+    assert status.endswith("200 OK") and '"status":"ok"' in body.replace(" ", "")
+
+
+def test_killed_worker_is_respawned(app: App) -> None:
+    master, workers = app.main_pid(), app.workers()
+    victim = workers[-1]
+    app.host.check_output(f"kill -KILL {victim}")
+    took = app.wait_until(
+        lambda: victim not in app.workers() and len(app.workers()) == len(workers),
+        timeout=5,
+        what="the master respawns the killed worker",
+    )
+    assert app.main_pid() == master
+    assert app.show("ActiveState") == "active"
+    assert app.answers()
+    print(f"worker respawned in {took:.2f} s")
+
+
+def test_reload_keeps_the_master_and_replaces_the_workers(app: App) -> None:
+    master, workers = app.main_pid(), set(app.workers())
+    app.host.check_output(f"systemctl reload {app.unit}")
+    app.wait_until(
+        lambda: not (set(app.workers()) & workers) and len(app.workers()) == len(workers) and app.answers(),
+        timeout=int(app.vars["flask_uwsgi_worker_reload_mercy"]) + 10,
+        what="new workers answer after the reload",
+    )
+    assert app.main_pid() == master
+    assert app.show("ActiveState") == "active"
+    assert app.show("NRestarts") == "0"
+
+
+def test_stop_is_clean_and_start_works_again(app: App) -> None:
+    # Start afresh: after a reload uWSGI leaves the inherited unix socket to systemd (checked).
+    app.host.check_output(f"systemctl restart {app.unit}")
+    app.wait_until(app.answers, timeout=30, what="the app answers after a restart")
+    invocation = app.show("InvocationID")
+
+    start = time.monotonic()
+    app.host.check_output(f"systemctl stop {app.unit}")
+    took = time.monotonic() - start
+    print(f"systemctl stop took {took:.2f} s")
+
+    assert took <= int(app.vars["flask_uwsgi_worker_reload_mercy"]) + 1
+    assert app.show("ActiveState") == "inactive"
+    assert app.show("Result") == "success"
+    assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc == 1, "a process of the app survived"
+    assert not app.host.file(app.vars["flask_uwsgi_pidfile"]).exists
+    journal = app.host.check_output(f"journalctl _SYSTEMD_INVOCATION_ID={invocation} --no-pager --output cat")
+    assert "VACUUM: pidfile removed." in journal
+    socket = app.vars["flask_uwsgi_socket"]
+    if socket.startswith("/"):
+        assert not app.host.file(socket).exists
+        assert f"VACUUM: unix socket {socket} removed." in journal
+
+    app.host.check_output(f"systemctl start {app.unit}")
+    app.wait_until(app.answers, timeout=30, what="the app answers after a new start")
+
+
+def test_unix_socket_is_open_to_its_group_only(app: App) -> None:
+    socket = app.vars["flask_uwsgi_socket"]
+    if not socket.startswith("/"):
+        pytest.skip("this scenario binds no unix socket")
+    sock = app.host.file(socket)
+    assert sock.is_socket
+    assert (sock.user, sock.group, sock.mode) == (
+        app.vars["flask_uwsgi_user"],
+        app.vars["flask_uwsgi_socket_group"],
+        int(app.vars["flask_uwsgi_socket_mode"], 8),
+    )

@@ -184,3 +184,10 @@ def test_unix_socket_is_open_to_its_group_only(app: App) -> None:
         app.vars["flask_uwsgi_socket_group"],
         int(app.vars["flask_uwsgi_socket_mode"], 8),
     )
+
+
+def test_pyuwsgi_needs_no_compiler(app: App) -> None:
+    if app.vars["flask_uwsgi_uwsgi_package"] != "pyuwsgi":
+        pytest.skip("uWSGI is compiled from source in this scenario")
+    assert not app.host.exists("gcc")
+    assert app.host.check_output(f"{app.vars['flask_uwsgi_base_dir']}/venv/bin/uwsgi --version").startswith("2.0.")

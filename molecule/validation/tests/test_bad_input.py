@@ -1,0 +1,115 @@
+"""Bad input is refused before the host changes; a deploy that cannot start says why.
+
+Each case runs the real `playbooks/deploy.yml` against the scenario's bare test host with one
+wrong setting, and checks the play's message and that nothing on the host changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[3]
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+# What could change on the host: accounts, installed packages, configuration, code, units.
+FINGERPRINT = (
+    "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
+)
+
+
+def deploy(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Run the project's deploy playbook with extra variables; return what it printed."""
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps(extra_vars))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), "playbooks/deploy.yml", "-e", f"@{vars_file}"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+# (case, the wrong setting, words the message must hold)
+BAD_INPUT = [
+    ("processes-not-a-number", {"flask_uwsgi_processes": "two"}, ["flask_uwsgi_processes", "int"]),
+    ("zero-processes", {"flask_uwsgi_processes": 0}, ["flask_uwsgi_processes must be an integer of at least 1"]),
+    ("negative-threads", {"flask_uwsgi_threads": -2}, ["flask_uwsgi_threads must be an integer of at least 1"]),
+    ("need-app-not-a-bool", {"flask_uwsgi_need_app": "maybe"}, ["flask_uwsgi_need_app", "bool"]),
+    ("app-src-empty", {"flask_uwsgi_app_src": ""}, ["flask_uwsgi_app_src must name an existing directory"]),
+    ("app-src-missing", {"flask_uwsgi_app_src": "/nonexistent/app"}, ["flask_uwsgi_app_src", "/nonexistent/app"]),
+    (
+        "module-and-wsgi-file",
+        {"flask_uwsgi_module": "app", "flask_uwsgi_wsgi_file": "app.py"},
+        ["Set exactly one of flask_uwsgi_module", "flask_uwsgi_wsgi_file"],
+    ),
+    (
+        "no-bind-address",
+        {"flask_uwsgi_http_socket": "", "flask_uwsgi_socket": "", "flask_uwsgi_http": ""},
+        ["Set at least one of flask_uwsgi_http_socket, flask_uwsgi_socket and flask_uwsgi_http"],
+    ),
+    ("app-name-with-space", {"flask_uwsgi_app_name": "my app"}, ["flask_uwsgi_app_name must be"]),
+    ("app-name-with-dots-and-slash", {"flask_uwsgi_app_name": "../etc"}, ["flask_uwsgi_app_name must be"]),
+    ("unknown-uwsgi-package", {"flask_uwsgi_uwsgi_package": "uwsgi2"}, ["flask_uwsgi_uwsgi_package", "uwsgi2"]),
+    (
+        "pidfile-outside-runtime-dir",
+        {"flask_uwsgi_pidfile": "/tmp/app.pid"},
+        ["flask_uwsgi_pidfile must be a file directly in /run/flask-demo/"],
+    ),
+    (
+        "socket-outside-runtime-dir",
+        {"flask_uwsgi_socket": "/tmp/app.sock"},
+        ["flask_uwsgi_socket, when a unix socket path, must be a file directly in /run/flask-demo/"],
+    ),
+    ("socket-mode-not-octal", {"flask_uwsgi_socket_mode": "999"}, ["flask_uwsgi_socket_mode must be three octal"]),
+    (
+        "extra-option-bad-name",
+        {"flask_uwsgi_extra_options": [{"option": "max requests", "value": 10}]},
+        ["flask_uwsgi_extra_options: 'max requests' is not a uWSGI option name"],
+    ),
+    (
+        "extra-option-without-value",
+        {"flask_uwsgi_extra_options": [{"option": "harakiri"}]},
+        ["flask_uwsgi_extra_options", "value"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "extra_vars", "words"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_refused_and_host_untouched(
+    host: Any, tmp_path: Path, case: str, extra_vars: dict[str, Any], words: list[str]
+) -> None:
+    before = host.check_output(FINGERPRINT)
+    result = deploy(tmp_path, extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{case}: the play did not fail:\n{output[-3000:]}"
+    for word in words:
+        assert word in output, f"{case}: {word!r} not in the play's output:\n{output[-3000:]}"
+    assert "changed=0" in output, f"{case}: the play reports a change:\n{output[-3000:]}"
+    assert host.check_output(FINGERPRINT) == before, f"{case}: the host changed"
+    assert not host.file("/etc/flask_uwsgi").exists
+
+
+def test_app_that_cannot_load_fails_the_deploy_with_its_traceback(host: Any, tmp_path: Path) -> None:
+    """Runs last: this deploy gets as far as starting the service, so it changes the host."""
+    broken = tmp_path / "broken-app"
+    broken.mkdir()
+    (broken / "app.py").write_text("import no_such_module_for_flask_uwsgi\n")
+    result = deploy(tmp_path, {"flask_uwsgi_app_src": str(broken), "flask_uwsgi_health_timeout": 10})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "flask-demo.service did not start and answer / on 127.0.0.1:8000" in output, output[-3000:]
+    assert "Last lines of its journal" in output
+    assert "No module named 'no_such_module_for_flask_uwsgi'" in output
+    # need-app exits 22, which the unit does not restart: the app is broken, not the machine.
+    assert host.check_output("systemctl show flask-demo.service --property Result --value") == "exit-code"
+    assert host.check_output("systemctl show flask-demo.service --property NRestarts --value") == "0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from conftest import App
@@ -48,16 +49,18 @@ INI_OPTIONS = [
 
 
 @pytest.mark.parametrize(("key", "variable", "written"), INI_OPTIONS, ids=[o[0] for o in INI_OPTIONS])
-def test_ini_holds_option(app: App, key: str, variable: str, written) -> None:
+def test_ini_holds_option(app: App, key: str, variable: str, written: Callable[[object], str]) -> None:
     assert (key, written(app.vars[variable])) in ini_entries(app)
 
 
 def test_ini_loads_the_app_from_exactly_one_place(app: App) -> None:
     entries = dict(ini_entries(app))
     if app.vars["flask_uwsgi_module"]:
-        assert entries.get("module") == app.vars["flask_uwsgi_module"] and "wsgi-file" not in entries
+        assert entries.get("module") == app.vars["flask_uwsgi_module"]
+        assert "wsgi-file" not in entries
     else:
-        assert entries.get("wsgi-file") == app.vars["flask_uwsgi_wsgi_file"] and "module" not in entries
+        assert entries.get("wsgi-file") == app.vars["flask_uwsgi_wsgi_file"]
+        assert "module" not in entries
 
 
 def test_ini_binds_each_configured_address_only(app: App) -> None:
@@ -115,7 +118,8 @@ def test_app_answers_with_the_demo_response(app: App) -> None:
     assert status.endswith("200 OK")
     assert body.startswith("Hello from flask-demo")
     status, body = app.get("/health")
-    assert status.endswith("200 OK") and '"status":"ok"' in body.replace(" ", "")
+    assert status.endswith("200 OK")
+    assert '"status":"ok"' in body.replace(" ", "")
 
 
 def test_killed_worker_is_respawned(app: App) -> None:

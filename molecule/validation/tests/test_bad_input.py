@@ -18,9 +18,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
-FINGERPRINT = (
-    "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
-)
+FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
 
 
 def deploy(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:

@@ -148,8 +148,9 @@ def main() -> None:
                 elapsed=round(time.monotonic() - start, 2),
             )
         time.sleep(0.5)
-    module.exit_json(changed=False, status=status, body=body[:2000], attempts=attempts,
-                     elapsed=round(time.monotonic() - start, 2))
+    module.exit_json(
+        changed=False, status=status, body=body[:2000], attempts=attempts, elapsed=round(time.monotonic() - start, 2)
+    )
 
 
 if __name__ == "__main__":

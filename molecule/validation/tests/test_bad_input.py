@@ -97,14 +97,22 @@ def test_bad_input_is_refused_and_host_untouched(
     assert not host.file("/etc/flask_uwsgi").exists
 
 
-def test_app_that_cannot_load_fails_the_deploy_with_its_traceback(host: Any, tmp_path: Path) -> None:
-    """Runs last: this deploy gets as far as starting the service, so it changes the host."""
+def test_good_release_deploys(host: Any, tmp_path: Path) -> None:
+    """From here on the host changes: a first release goes out and answers."""
+    result = deploy(tmp_path, {})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert host.service("flask-demo").is_running
+
+
+def test_release_that_cannot_load_fails_the_deploy_with_its_traceback(host: Any, tmp_path: Path) -> None:
+    """A reload to code that cannot be imported: the play must fail, not be answered by an old worker."""
     broken = tmp_path / "broken-app"
     broken.mkdir()
     (broken / "app.py").write_text("import no_such_module_for_flask_uwsgi\n")
     result = deploy(tmp_path, {"flask_uwsgi_app_src": str(broken), "flask_uwsgi_health_timeout": 10})
     output = result.stdout + result.stderr
     assert result.returncode != 0
+    assert "RUNNING HANDLER [flask_uwsgi : Reload the app's service]" in output
     assert "flask-demo.service did not start and answer / on 127.0.0.1:8000" in output, output[-3000:]
     assert "Last lines of its journal" in output
     assert "No module named 'no_such_module_for_flask_uwsgi'" in output

@@ -32,6 +32,19 @@ options:
     description: Seconds to keep trying.
     type: int
     default: 60
+  pidfile:
+    description: The uWSGI master's pidfile; with O(since), whose workers to wait for.
+    type: path
+  workers:
+    description: How many workers started after O(since) the master must have before a request counts.
+    type: int
+    default: 1
+  since:
+    description:
+      - Unix time of the deploy's start. When not 0, wait first until the master has O(workers) workers
+        started after it, so that after a reload the answer comes from the new code, not from an old worker.
+    type: float
+    default: 0
 author: flask_uwsgi maintainers
 """
 
@@ -54,6 +67,7 @@ elapsed:
   returned: always
 """
 
+import os
 import socket
 import struct
 import time
@@ -114,6 +128,26 @@ def request(address: str, protocol: str, path: str, timeout: float) -> tuple[int
     return int(parts[1]), body.decode("utf-8", "replace")
 
 
+def workers_started_since(pidfile: str, since: float) -> int:
+    """Count the children of the master in pidfile that started at or after the Unix time since."""
+    with open(pidfile) as f:
+        master = f.read().strip()
+    with open("/proc/stat") as f:
+        boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+    ticks = os.sysconf("SC_CLK_TCK")
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # Fields after the command name, which may hold spaces: state, ppid, ... starttime (22nd).
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[1] == master and boot + int(fields[19]) / ticks >= since:
+            count += 1
+    return count
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -122,16 +156,23 @@ def main() -> None:
             "path": {"type": "str", "default": "/"},
             "status": {"type": "int", "default": 200},
             "timeout": {"type": "int", "default": 60},
+            "pidfile": {"type": "path"},
+            "workers": {"type": "int", "default": 1},
+            "since": {"type": "float", "default": 0},
         },
         supports_check_mode=True,
     )
     p = module.params
+    if p["since"] and not p["pidfile"]:
+        module.fail_json(msg="since needs pidfile: the master whose workers to wait for")
     start = time.monotonic()
     deadline = start + p["timeout"]
     attempts, status, body, error = 0, 0, "", "no request sent"
     while True:
         attempts += 1
         try:
+            if p["since"] and workers_started_since(p["pidfile"], p["since"]) < p["workers"]:
+                raise OSError(f"uWSGI has fewer than {p['workers']} workers started since the deploy began")
             status, body = request(p["address"], p["protocol"], p["path"], timeout=5)
             error = f"answered HTTP {status}"
             if status == p["status"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[3]
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+GET_VERSION = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/version').read().decode())"
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
 FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
@@ -102,6 +105,36 @@ def test_good_release_deploys(host: Any, tmp_path: Path) -> None:
     result = deploy(tmp_path, {})
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert host.service("flask-demo").is_running
+
+
+def main_pid(host: Any) -> str:
+    return host.check_output("systemctl show flask-demo.service --property MainPID --value")
+
+
+def test_code_change_is_a_graceful_reload(host: Any, tmp_path: Path) -> None:
+    """New code reaches the workers through a reload: same master, new answer, no restart."""
+    release = tmp_path / "release-2"
+    shutil.copytree(PROJECT / "examples" / "flask-demo", release)
+    with (release / "app.py").open("a") as app:
+        app.write('\n\n@app.get("/version")\ndef version() -> str:\n    return "release-2"\n')
+    master = main_pid(host)
+    result = deploy(tmp_path, {"flask_uwsgi_app_src": str(release), "flask_uwsgi_health_path": "/version"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "changed: [flask-uwsgi-validation]" in output.split("RUNNING HANDLER [flask_uwsgi : Reload")[1]
+    assert "RUNNING HANDLER [flask_uwsgi : Restart" not in output
+    assert main_pid(host) == master
+    assert host.check_output("python3 -c %s", GET_VERSION) == "release-2"
+
+
+def test_unit_change_is_a_restart(host: Any, tmp_path: Path) -> None:
+    master = main_pid(host)
+    result = deploy(tmp_path, {"flask_uwsgi_restart_sec": 3})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "changed: [flask-uwsgi-validation]" in output.split("RUNNING HANDLER [flask_uwsgi : Restart")[1]
+    assert main_pid(host) != master
+    assert host.check_output("systemctl show flask-demo.service --property RestartUSec --value") == "3s"
 
 
 def test_release_that_cannot_load_fails_the_deploy_with_its_traceback(host: Any, tmp_path: Path) -> None:

@@ -35,14 +35,11 @@ options:
   pidfile:
     description: The uWSGI master's pidfile; with O(since), whose workers to wait for.
     type: path
-  workers:
-    description: How many workers started after O(since) the master must have before a request counts.
-    type: int
-    default: 1
   since:
     description:
-      - Unix time of the deploy's start. When not 0, wait first until the master has O(workers) workers
-        started after it, so that after a reload the answer comes from the new code, not from an old worker.
+      - Unix time of the deploy's start. When not 0, wait first until the master has a worker started
+        after it. uWSGI forks new workers only once the old ones are gone, so the answer then comes
+        from the new code, never from a worker that has not reloaded yet.
     type: float
     default: 0
 author: flask_uwsgi maintainers
@@ -157,7 +154,6 @@ def main() -> None:
             "status": {"type": "int", "default": 200},
             "timeout": {"type": "int", "default": 60},
             "pidfile": {"type": "path"},
-            "workers": {"type": "int", "default": 1},
             "since": {"type": "float", "default": 0},
         },
         supports_check_mode=True,
@@ -171,8 +167,8 @@ def main() -> None:
     while True:
         attempts += 1
         try:
-            if p["since"] and workers_started_since(p["pidfile"], p["since"]) < p["workers"]:
-                raise OSError(f"uWSGI has fewer than {p['workers']} workers started since the deploy began")
+            if p["since"] and not workers_started_since(p["pidfile"], p["since"]):
+                raise OSError("uWSGI has no worker started since the deploy began")
             status, body = request(p["address"], p["protocol"], p["path"], timeout=5)
             error = f"answered HTTP {status}"
             if status == p["status"]:

@@ -1,8 +1,9 @@
 """A small Flask app for the demo and the tests: a greeting and a health endpoint."""
 
 import os
+import time
 
-from flask import Flask
+from flask import Flask, request
 
 app = Flask(__name__)
 
@@ -15,3 +16,22 @@ def index() -> str:
 @app.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/slow")
+def slow() -> str:
+    """Answers after ?seconds=N (default 3): a long request for the stop and timeout tests."""
+    seconds = float(request.args.get("seconds", 3))
+    time.sleep(seconds)
+    return f"Slept {seconds:g} s in pid {os.getpid()}\n"
+
+
+_held: list[bytes] = []
+
+
+@app.get("/leak")
+def leak() -> str:
+    """Holds ?mb=N MiB for the rest of the worker's life: a leak, for the memory-limit test."""
+    megabytes = int(request.args.get("mb", 64))
+    _held.append(b"\x01" * (megabytes << 20))
+    return f"Holding {sum(map(len, _held)) >> 20} MiB in pid {os.getpid()}\n"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import App
+from flask_uwsgi_testing import App
 
 
 def ini_entries(app: App) -> list[tuple[str, str]]:
@@ -45,6 +45,10 @@ INI_OPTIONS = [
     ("worker-reload-mercy", "flask_uwsgi_worker_reload_mercy", str),
     ("py-autoreload", "flask_uwsgi_py_autoreload", str),
     ("strict", "flask_uwsgi_strict", ini_bool),
+    ("harakiri", "flask_uwsgi_harakiri", str),
+    ("max-requests", "flask_uwsgi_max_requests", str),
+    ("reload-on-rss", "flask_uwsgi_reload_on_rss", str),
+    ("listen", "flask_uwsgi_listen", str),
 ]
 
 
@@ -111,6 +115,18 @@ def test_processes_carry_the_procname_prefix(app: App) -> None:
     titles = app.host.check_output(f"ps -o args= -p {app.main_pid()} --ppid {app.main_pid()}").splitlines()
     assert titles[0] == f"{prefix} uWSGI master"
     assert all(re.fullmatch(rf"{re.escape(prefix)} uWSGI (master|worker \d+|http 1)", t) for t in titles)
+
+
+def test_listen_queue_has_the_configured_size(app: App) -> None:
+    address, _ = app.address
+    if address.startswith("/"):
+        query = f"--unix src {address}"
+    else:
+        query = f"--tcp --numeric sport = :{address.rpartition(':')[2]}"
+    listening = app.host.check_output(f"ss --no-header --listening {query}")
+    # Columns: [Netid] State Recv-Q Send-Q ...; for a listening socket, Send-Q is the backlog.
+    columns = listening.split()
+    assert columns[columns.index("LISTEN") + 2] == str(app.vars["flask_uwsgi_listen"])
 
 
 def test_app_answers_with_the_demo_response(app: App) -> None:
@@ -194,4 +210,5 @@ def test_pyuwsgi_needs_no_compiler(app: App) -> None:
     if app.vars["flask_uwsgi_uwsgi_package"] != "pyuwsgi":
         pytest.skip("uWSGI is compiled from source in this scenario")
     assert not app.host.exists("gcc")
-    assert app.host.check_output(f"{app.vars['flask_uwsgi_base_dir']}/venv/bin/uwsgi --version").startswith("2.0.")
+    uwsgi = f"{app.vars['flask_uwsgi_base_dir']}/current/venv/bin/uwsgi"
+    assert app.host.check_output(f"{uwsgi} --version").startswith("2.0.")

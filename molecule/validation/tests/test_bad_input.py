@@ -6,17 +6,13 @@ wrong setting, and checks the play's message and that nothing on the host change
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[3]
-INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+from flask_uwsgi_testing import PROJECT, run_playbook
 
 GET_VERSION = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/version').read().decode())"
 
@@ -25,19 +21,7 @@ FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s
 
 
 def deploy(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """Run the project's deploy playbook with extra variables; return what it printed."""
-    vars_file = tmp_path / "vars.json"
-    vars_file.write_text(json.dumps(extra_vars))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), "playbooks/deploy.yml", "-e", f"@{vars_file}"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path)
 
 
 # (case, the wrong setting, words the message must hold)
@@ -71,6 +55,23 @@ BAD_INPUT = [
         {"flask_uwsgi_socket": "/tmp/app.sock"},
         ["flask_uwsgi_socket, when a unix socket path, must be a file directly in /run/flask-demo/"],
     ),
+    (
+        "listen-queue-over-somaxconn",
+        {"flask_uwsgi_listen": 100000},
+        ["flask_uwsgi_listen (100000) is larger than this host's net.core.somaxconn"],
+    ),
+    ("release-name-unsafe", {"flask_uwsgi_release": "../v2"}, ["flask_uwsgi_release must be empty", "'../v2'"]),
+    (
+        "keep-no-release",
+        {"flask_uwsgi_keep_releases": 0},
+        ["flask_uwsgi_keep_releases must be an integer of at least 1"],
+    ),
+    (
+        "log-file-outside-its-directory",
+        {"flask_uwsgi_log_file": "/tmp/app.log"},
+        ["flask_uwsgi_log_file must be", "/var/log/flask-demo/"],
+    ),
+    ("log-rotate-unknown", {"flask_uwsgi_log_rotate": "hourly"}, ["flask_uwsgi_log_rotate", "daily, weekly, monthly"]),
     ("socket-mode-not-octal", {"flask_uwsgi_socket_mode": "999"}, ["flask_uwsgi_socket_mode must be three octal"]),
     (
         "extra-option-bad-name",
@@ -137,18 +138,15 @@ def test_unit_change_is_a_restart(host: Any, tmp_path: Path) -> None:
     assert host.check_output("systemctl show flask-demo.service --property RestartUSec --value") == "3s"
 
 
-def test_release_that_cannot_load_fails_the_deploy_with_its_traceback(host: Any, tmp_path: Path) -> None:
-    """A reload to code that cannot be imported: the play must fail, not be answered by an old worker."""
-    broken = tmp_path / "broken-app"
-    broken.mkdir()
-    (broken / "app.py").write_text("import no_such_module_for_flask_uwsgi\n")
-    result = deploy(tmp_path, {"flask_uwsgi_app_src": str(broken), "flask_uwsgi_health_timeout": 10})
+def test_config_that_uwsgi_refuses_fails_the_deploy_with_its_journal(host: Any, tmp_path: Path) -> None:
+    """An ini uWSGI will not run (strict mode, an unknown option): the play fails with the journal."""
+    result = deploy(
+        tmp_path,
+        {"flask_uwsgi_extra_options": [{"option": "no-such-option", "value": 1}], "flask_uwsgi_health_timeout": 10},
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "RUNNING HANDLER [flask_uwsgi : Reload the app's service]" in output
     assert "flask-demo.service did not start and answer / on 127.0.0.1:8000" in output, output[-3000:]
     assert "Last lines of its journal" in output
-    assert "No module named 'no_such_module_for_flask_uwsgi'" in output
-    # need-app exits 22, which the unit does not restart: the app is broken, not the machine.
-    assert host.check_output("systemctl show flask-demo.service --property Result --value") == "exit-code"
-    assert host.check_output("systemctl show flask-demo.service --property NRestarts --value") == "0"
+    assert "[strict-mode] unknown config directive: no-such-option" in output

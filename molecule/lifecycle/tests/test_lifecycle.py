@@ -1,0 +1,321 @@
+"""The service over its life: crashes, a reboot, request limits, logs, and removal at the end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from flask_uwsgi_testing import PROJECT, App, run_playbook
+
+
+def journal_since(app: App, since: float) -> str:
+    return app.host.check_output(f"journalctl --unit {app.unit} --since @{since:.0f} --no-pager --output cat")
+
+
+def host_time(app: App) -> float:
+    return float(app.host.check_output("date +%s.%N"))
+
+
+def test_logs_go_to_the_journal_under_the_app_name(app: App) -> None:
+    logged = app.host.check_output(f"journalctl SYSLOG_IDENTIFIER={app.name} --no-pager --output cat")
+    assert "spawned uWSGI worker 1" in logged
+
+
+def test_killed_master_is_restarted_by_systemd(app: App) -> None:
+    master, restarts = app.main_pid(), int(app.show("NRestarts"))
+    app.host.check_output(f"kill -KILL {master}")
+    took = app.wait_until(
+        lambda: app.main_pid() not in (0, master) and app.answers(),
+        timeout=30,
+        what="systemd restarts the service after its master was killed",
+    )
+    print(f"master SIGKILLed: answering again after {took:.2f} s")
+    assert took <= int(app.vars["flask_uwsgi_restart_sec"]) + 3
+    assert int(app.show("NRestarts")) == restarts + 1
+
+
+def test_service_comes_back_after_a_reboot(app: App) -> None:
+    container = app.host.backend.host
+    # A clean shutdown, as a reboot does it: systemd (PID 1) halts on SIGRTMIN+3, stopping the app.
+    subprocess.run(["docker", "kill", "--signal", "SIGRTMIN+3", container], check=True, capture_output=True)
+    subprocess.run(["docker", "wait", container], check=True, capture_output=True, timeout=60)
+    start = time.monotonic()
+    subprocess.run(["docker", "start", container], check=True, capture_output=True)
+    app.wait_until(app.answers, timeout=90, what="the app answers after the host restarted")
+    print(f"host rebooted: app answering {time.monotonic() - start:.1f} s after the host started")
+    assert app.show("ActiveState") == "active"
+    assert app.show("NRestarts") == "0"
+
+
+def stop_during(app: App, path: str) -> tuple[float, str, str]:
+    """Stop the service while a request to path is in flight; return the stop's seconds and the answer."""
+    with ThreadPoolExecutor(1) as pool:
+        request = pool.submit(app.get, path)
+        time.sleep(1.5)  # the request has reached a worker
+        start = time.monotonic()
+        app.host.check_output(f"systemctl stop {app.unit}")
+        took = time.monotonic() - start
+        status, body = request.result()
+    return took, status, body
+
+
+def assert_stopped_cleanly_and_start(app: App) -> None:
+    assert app.show("ActiveState") == "inactive"
+    assert app.show("Result") == "success"
+    assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc == 1, "a process of the app survived"
+    assert not app.host.file(app.vars["flask_uwsgi_pidfile"]).exists
+    app.host.check_output(f"systemctl start {app.unit}")
+    app.wait_until(app.answers, timeout=30, what="the app answers after a start")
+
+
+def test_stop_lets_a_request_in_flight_finish(app: App) -> None:
+    took, status, body = stop_during(app, "/slow?seconds=3")
+    print(f"stop with a 3 s request in flight: {took:.2f} s, the request got {status!r}")
+    assert status.endswith("200 OK")
+    assert "Slept 3 s" in body
+    assert took <= int(app.vars["flask_uwsgi_worker_reload_mercy"]) + 1
+    assert_stopped_cleanly_and_start(app)
+
+
+def test_stop_cuts_a_request_longer_than_the_mercy(app: App) -> None:
+    mercy = int(app.vars["flask_uwsgi_worker_reload_mercy"])
+    took, status, _ = stop_during(app, f"/slow?seconds={mercy * 4}")
+    print(f"stop with a {mercy * 4} s request in flight: {took:.2f} s (worker-reload-mercy {mercy} s)")
+    assert not status.endswith("200 OK")
+    # The busy worker is killed at the mercy; the master then needs about a second to tear down.
+    assert mercy <= took <= mercy + 2
+    assert_stopped_cleanly_and_start(app)
+
+
+def test_harakiri_kills_a_stuck_request_and_only_its_worker(app: App) -> None:
+    limit = int(app.vars["flask_uwsgi_harakiri"])
+    master, since = app.main_pid(), host_time(app)
+    start = time.monotonic()
+    status, _ = app.get(f"/slow?seconds={limit + 5}")
+    took = time.monotonic() - start
+    print(f"harakiri {limit} s: a {limit + 5} s request ended after {took:.1f} s with {status!r}")
+    assert not status.endswith("200 OK")
+    assert limit - 1 <= took < limit + 3  # uWSGI keeps time in whole seconds
+    assert "HARAKIRI ON WORKER" in journal_since(app, since)
+    assert app.main_pid() == master
+    assert app.answers()
+
+
+# uWSGI recycles no worker younger than this (min-worker-lifetime, 10 s by default).
+MIN_WORKER_LIFETIME = 10
+
+
+def wait_for_workers_past_min_lifetime(app: App) -> None:
+    def old_enough() -> bool:
+        ages = [int(app.host.check_output(f"ps -o etimes= -p {pid}")) for pid in app.workers()]
+        return bool(ages) and min(ages) > MIN_WORKER_LIFETIME
+
+    app.wait_until(old_enough, timeout=MIN_WORKER_LIFETIME + 20, what="the workers pass min-worker-lifetime")
+
+
+def test_max_requests_recycles_workers(app: App) -> None:
+    limit = int(app.vars["flask_uwsgi_max_requests"])
+    wait_for_workers_past_min_lifetime(app)
+    master, before = app.main_pid(), set(app.workers())
+    for _ in range(3 * limit):
+        assert app.answers()
+    app.wait_until(lambda: len(app.workers()) == len(before), timeout=10, what="every worker is back")
+    replaced = before - set(app.workers())
+    print(f"max-requests {limit}: {len(replaced)} of {len(before)} workers replaced after {3 * limit} requests")
+    assert replaced
+    assert app.main_pid() == master
+
+
+def test_reload_on_rss_replaces_a_worker_that_grew(app: App) -> None:
+    limit = int(app.vars["flask_uwsgi_reload_on_rss"])
+    wait_for_workers_past_min_lifetime(app)
+    status, body = app.get(f"/leak?mb={limit + 16}")
+    assert status.endswith("200 OK")
+    grown = int(re.search(r"in pid (\d+)", body).group(1))
+    took = app.wait_until(lambda: grown not in app.workers(), timeout=10, what=f"worker {grown} is replaced")
+    print(f"reload-on-rss {limit} MiB: the worker holding {limit + 16} MiB was replaced {took:.2f} s after its request")
+    assert app.answers()
+
+
+DEMO = PROJECT / "examples" / "flask-demo"
+
+# Runs inside the test host, across a deploy: `clients` threads send GET / to the app (one
+# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
+# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
+LOADGEN = r"""
+import http.client, json, os, sys, threading, time
+port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
+stop_file = sys.argv[5]
+deadline, lock = time.monotonic() + seconds, threading.Lock()
+stats = {"requests": 0, "failed": 0, "worst_ms": 0.0, "errors": [], "answers": {}}
+def client():
+    while time.monotonic() < deadline and not os.path.exists(stop_file):
+        with lock:
+            if stats["requests"] >= most:
+                return
+            stats["requests"] += 1
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            ok, answer = response.status == 200, response.read().decode().split(" (pid")[0]
+            conn.close()
+        except Exception as error:
+            ok, answer = False, repr(error)
+        took = (time.monotonic() - start) * 1000
+        with lock:
+            stats["worst_ms"] = max(stats["worst_ms"], took)
+            if ok:
+                stats["answers"][answer] = stats["answers"].get(answer, 0) + 1
+            else:
+                stats["failed"] += 1
+                stats["errors"] = (stats["errors"] + [answer])[:5]
+        time.sleep(0.01)
+threads = [threading.Thread(target=client) for _ in range(clients)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(stats))
+"""
+
+
+def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
+    """A copy of the demo app whose greeting names the release; a broken one cannot import."""
+    release = tmp_path / name
+    shutil.copytree(DEMO, release)
+    app_py = release / "app.py"
+    code = app_py.read_text().replace("Hello from flask-demo (pid", f"Hello from flask-demo {name} (pid")
+    app_py.write_text(("import no_such_module_in_this_release\n" if broken else "") + code)
+    return release
+
+
+def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Run a playbook while the load generator runs in the host; return its output and the load's figures."""
+    port = app.address[0].rpartition(":")[2]
+    stop_file = "/tmp/loadgen.stop"
+    app.host.run(f"rm -f {stop_file}")
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(app.host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, port, stop_file)
+        time.sleep(2)
+        play = run_playbook(playbook, extra_vars, tmp_path)
+        time.sleep(2)
+        app.host.run(f"touch {stop_file}")
+        stats = json.loads(load.result())
+    figures = f"{stats['requests']} requests, {stats['failed']} failed, worst latency {stats['worst_ms']:.0f} ms"
+    print(f"{playbook} under load: {figures}")
+    return play.stdout, {**stats, "rc": play.returncode}
+
+
+def current_release(app: App) -> str:
+    return app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/current")
+
+
+def test_a_good_release_switches_over_without_a_failed_request(app: App, tmp_path: Path) -> None:
+    before, master = current_release(app), app.main_pid()
+    output, stats = under_load(
+        app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-2"))}
+    )
+    assert stats["rc"] == 0, output[-3000:]
+    assert stats["failed"] == 0, stats["errors"]
+    assert stats["answers"].get("Hello from flask-demo release-2", 0) > 0
+    assert stats["answers"].get("Hello from flask-demo", 0) > 0
+    assert current_release(app) != before
+    assert "release-2" in app.get("/")[1]
+    assert app.main_pid() == master, "a graceful reload keeps the master"
+
+
+def test_a_broken_release_never_gets_traffic(app: App, tmp_path: Path) -> None:
+    before = current_release(app)
+    output, stats = under_load(
+        app,
+        tmp_path,
+        "playbooks/deploy.yml",
+        {"flask_uwsgi_app_src": str(make_release(tmp_path, "broken", broken=True))},
+    )
+    assert stats["rc"] != 0
+    assert "failed its check, so it gets no traffic" in output
+    assert "Traceback" in output
+    assert "No module named 'no_such_module_in_this_release'" in output
+    assert stats["failed"] == 0, stats["errors"]
+    assert set(stats["answers"]) == {"Hello from flask-demo release-2"}
+    assert current_release(app) == before
+
+
+def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: App, tmp_path: Path) -> None:
+    before = current_release(app)
+    output, stats = under_load(app, tmp_path, "playbooks/rollback.yml", {})
+    assert stats["rc"] == 0, output[-3000:]
+    assert stats["failed"] == 0, stats["errors"]
+    assert "release-2" not in app.get("/")[1]
+    assert app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/previous") == before
+
+
+def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
+    keep = int(app.vars["flask_uwsgi_keep_releases"])
+    for n in range(3, 3 + keep):
+        play = run_playbook(
+            "playbooks/deploy.yml", {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))}, tmp_path
+        )
+        assert play.returncode == 0, play.stdout[-3000:]
+    releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
+    print(f"after {keep} more deploys: {len(releases)} releases kept")
+    assert len(releases) == keep
+    assert current_release(app).rpartition("/")[2] in releases
+
+
+# Runs inside the test host: GET /?n=0 .. /?n=COUNT-1, one every 10 ms, so each request has a
+# numbered line in uWSGI's request log.
+NUMBERED_REQUESTS = r"""
+import sys, time, urllib.request
+port, count = sys.argv[1], int(sys.argv[2])
+for n in range(count):
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/?n={n}", timeout=30).read()
+    time.sleep(0.01)
+"""
+
+
+def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path: Path) -> None:
+    log = f"/var/log/{app.name}/uwsgi.log"
+    play = run_playbook("playbooks/deploy.yml", {"flask_uwsgi_log_file": log}, tmp_path)
+    assert play.returncode == 0, play.stdout[-3000:]
+    master, count = app.main_pid(), 600
+    port = app.address[0].rpartition(":")[2]
+    with ThreadPoolExecutor(1) as pool:
+        requests = pool.submit(app.host.check_output, "python3 -c %s %s %s", NUMBERED_REQUESTS, port, str(count))
+        for _ in range(2):  # rotate twice while requests are logged
+            time.sleep(2)
+            app.host.check_output(f"logrotate --force /etc/logrotate.d/{app.name}")
+        requests.result()
+    time.sleep(1.5)  # uWSGI checks the trigger about once a second
+    logged = app.host.check_output(f"cat {log}.2.gz | gunzip; cat {log}.1 {log}")
+    numbers = [int(n) for n in re.findall(r"GET /\?n=(\d+) ", logged)]
+    print(f"{count} requests, logrotate forced twice: {len(numbers)} request lines across 3 files")
+    assert sorted(numbers) == list(range(count))
+    assert logged.count("reopened.") >= 2
+    assert app.host.file(log).user == app.vars["flask_uwsgi_user"]
+    assert app.main_pid() == master
+    assert "GET /?n=" not in journal_since(app, time.time() - 60)
+
+
+def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_path: Path) -> None:
+    first = run_playbook("playbooks/remove.yml", {}, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert app.show("LoadState") == "not-found"
+    assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc != 0
+    assert not app.host.user(app.vars["flask_uwsgi_user"]).exists
+    assert not app.host.group(app.vars["flask_uwsgi_group"]).exists
+    for path in (app.ini, app.vars["flask_uwsgi_base_dir"], f"/etc/systemd/system/{app.unit}"):
+        assert not app.host.file(path).exists, path
+    assert not app.host.socket("tcp://" + app.vars["flask_uwsgi_http_socket"]).is_listening
+
+    second = run_playbook("playbooks/remove.yml", {}, tmp_path)
+    assert second.returncode == 0
+    assert "changed=0" in second.stdout

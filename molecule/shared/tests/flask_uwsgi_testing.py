@@ -1,0 +1,147 @@
+"""Helpers for the scenarios' testinfra suites: the app's settings, a client for it, its service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[3]
+ROLE_DEFAULTS = PROJECT / "roles" / "flask_uwsgi" / "defaults" / "main.yml"
+
+# Runs inside the test host: one GET over HTTP or the uwsgi protocol (what nginx's uwsgi_pass
+# speaks), printing the status line, a blank line and the body. Written apart from the role's own
+# probe module so that a bug there cannot hide here.
+CLIENT = r"""
+import socket, struct, sys
+address, protocol, path = sys.argv[1:4]
+if address.startswith("/"):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(address)
+else:
+    host, _, port = address.rpartition(":")
+    sock = socket.create_connection((host if host not in ("", "0.0.0.0") else "127.0.0.1", int(port)))
+sock.settimeout(30)
+if protocol == "uwsgi":
+    env = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
+           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "test", "SERVER_PORT": "80", "HTTP_HOST": "test"}
+    data = b"".join(struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
+                    for k, v in env.items())
+    sock.sendall(struct.pack("<BHB", 0, len(data), 0) + data)
+else:
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+answer = b""
+while chunk := sock.recv(65536):
+    answer += chunk
+head, _, body = answer.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+print()
+print(body.decode())
+"""
+
+
+def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run one of the project's playbooks against the scenario's inventory; return what it printed."""
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps(extra_vars))
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def resolve(settings: dict[str, Any]) -> dict[str, Any]:
+    """Render the templated defaults (e.g. "/run/{{ flask_uwsgi_app_name }}/uwsgi.pid") with the settings."""
+    env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
+    for _ in range(4):
+        settings = {
+            key: env.from_string(value).render(settings) if isinstance(value, str) else value
+            for key, value in settings.items()
+        }
+    return settings
+
+
+@dataclass
+class App:
+    """The deployed app as a user sees it: its settings, its service and its answers."""
+
+    host: Any
+    vars: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.vars["flask_uwsgi_app_name"]
+
+    @property
+    def unit(self) -> str:
+        return f"{self.vars['flask_uwsgi_service_name']}.service"
+
+    @property
+    def ini(self) -> str:
+        return f"/etc/flask_uwsgi/{self.name}.ini"
+
+    @property
+    def address(self) -> tuple[str, str]:
+        """Where the app answers and in which protocol, as the role's deploy check picks it."""
+        for key, protocol in (("http_socket", "http"), ("http", "http"), ("socket", "uwsgi")):
+            if self.vars[f"flask_uwsgi_{key}"]:
+                return self.vars[f"flask_uwsgi_{key}"], protocol
+        raise AssertionError("the scenario sets no address")
+
+    def show(self, prop: str) -> str:
+        return self.host.check_output(f"systemctl show {self.unit} --property {prop} --value")
+
+    def main_pid(self) -> int:
+        return int(self.show("MainPID"))
+
+    def workers(self) -> list[int]:
+        """PIDs of the master's children."""
+        out = self.host.run(f"ps --ppid {self.main_pid()} -o pid=").stdout
+        return sorted(int(pid) for pid in out.split())
+
+    def get(self, path: str = "/") -> tuple[str, str]:
+        """One GET to the app; returns its status line and body."""
+        address, protocol = self.address
+        out = self.host.check_output("python3 -c %s %s %s %s", CLIENT, address, protocol, path)
+        status, _, body = out.partition("\n\n")
+        return status, body
+
+    def wait_until(self, check: Any, timeout: float, what: str) -> float:
+        """Poll check() until it is true; return the seconds it took, or fail after timeout."""
+        start = time.monotonic()
+        while True:
+            try:
+                if check():
+                    return time.monotonic() - start
+            except (AssertionError, RuntimeError):
+                pass
+            if time.monotonic() - start > timeout:
+                journal = self.host.run(f"journalctl --unit {self.unit} --lines 30 --no-pager").stdout
+                pytest.fail(f"{what}: not within {timeout} s. Journal:\n{journal}")
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        status, body = self.get("/")
+        return status.endswith("200 OK") and "Hello from flask-demo" in body
+
+
+@pytest.fixture(scope="module")
+def app(host: Any) -> App:
+    settings = yaml.safe_load(ROLE_DEFAULTS.read_text())
+    settings.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("flask_uwsgi_")})
+    return App(host=host, vars=resolve(settings))

@@ -1,0 +1,67 @@
+"""The pre-traffic release check passes a good app and fails a broken one with its own error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECK = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "files" / "check_release.py"
+
+GOOD = """
+import os
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/health":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [("ok " + os.environ.get("GREETING", "")).encode()]
+    start_response("404 Not Found", [])
+    return [b"nope"]
+"""
+
+
+def check(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CHECK), str(app_dir), *args], capture_output=True, text=True, check=False, timeout=30
+    )
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "wsgi.py").write_text(GOOD)
+    return tmp_path
+
+
+@pytest.mark.parametrize("source", [["--module", "wsgi"], ["--wsgi-file", "wsgi.py"]])
+def test_a_good_app_passes(app_dir: Path, source: list[str]) -> None:
+    result = check(app_dir, *source, "--path", "/health")
+    assert result.returncode == 0, result.stderr
+    assert "200 OK" in result.stdout
+
+
+def test_env_reaches_the_app(app_dir: Path) -> None:
+    needs_env = GOOD.replace("    if environ", '    assert os.environ["GREETING"] == "hi"\n    if environ')
+    (app_dir / "wsgi.py").write_text(needs_env)
+    assert check(app_dir, "--module", "wsgi", "--path", "/health", "--env", "GREETING=hi").returncode == 0
+    assert check(app_dir, "--module", "wsgi", "--path", "/health").returncode == 1
+
+
+def test_an_app_that_cannot_import_fails_with_its_traceback(app_dir: Path) -> None:
+    (app_dir / "wsgi.py").write_text("import no_such_package_here\n" + GOOD)
+    result = check(app_dir, "--module", "wsgi", "--path", "/health")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_package_here'" in result.stderr
+
+
+def test_a_missing_callable_fails(app_dir: Path) -> None:
+    result = check(app_dir, "--module", "wsgi", "--callable", "app", "--path", "/health")
+    assert result.returncode == 1
+    assert "no callable named 'app'" in result.stderr
+
+
+def test_a_health_path_that_does_not_answer_200_fails(app_dir: Path) -> None:
+    result = check(app_dir, "--module", "wsgi", "--path", "/elsewhere")
+    assert result.returncode == 1
+    assert "404 Not Found" in result.stderr

@@ -60,6 +60,8 @@ BAD_INPUT = [
         {"flask_uwsgi_listen": 100000},
         ["flask_uwsgi_listen (100000) is larger than this host's net.core.somaxconn"],
     ),
+    ("base-dir-climbs-out", {"flask_uwsgi_base_dir": "/opt/../etc"}, ["flask_uwsgi_base_dir must be an absolute path"]),
+    ("base-dir-is-a-system-dir", {"flask_uwsgi_base_dir": "/srv"}, ["flask_uwsgi_base_dir must be", "'/srv'"]),
     ("release-name-unsafe", {"flask_uwsgi_release": "../v2"}, ["flask_uwsgi_release must be empty", "'../v2'"]),
     (
         "keep-no-release",

@@ -129,6 +129,29 @@ def test_listen_queue_has_the_configured_size(app: App) -> None:
     assert columns[columns.index("LISTEN") + 2] == str(app.vars["flask_uwsgi_listen"])
 
 
+def test_unit_exposure_is_at_most_2(app: App) -> None:
+    report = app.host.check_output(f"systemd-analyze security {app.unit} --no-pager")
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report).group(1))
+    print(f"systemd-analyze security {app.unit}: {score}")
+    assert score <= 2.0
+
+
+def in_the_app_sandbox(app: App, command: str) -> int:
+    """Run a command as the app's user inside the mount namespace systemd made for the service."""
+    user, group = app.vars["flask_uwsgi_user"], app.vars["flask_uwsgi_group"]
+    setpriv = f"setpriv --reuid {user} --regid {group} --init-groups"
+    return app.host.run(f"nsenter --target {app.main_pid()} --mount {setpriv} {command}").rc
+
+
+def test_app_writes_only_where_it_may(app: App) -> None:
+    for path in [f"/run/{app.name}", *app.vars["flask_uwsgi_writable_paths"]]:
+        assert in_the_app_sandbox(app, f"touch {path}/written-by-the-app") == 0, path
+    # /run/lock is writable by everyone on the host (mode 1777); the sandbox makes it read-only too.
+    assert app.host.file("/run/lock").mode == 0o1777
+    for path in ["/run/lock", "/etc", app.vars["flask_uwsgi_chdir"]]:
+        assert in_the_app_sandbox(app, f"touch {path}/written-by-the-app") != 0, path
+
+
 def test_app_answers_with_the_demo_response(app: App) -> None:
     status, body = app.get("/")
     assert status.endswith("200 OK")

@@ -136,20 +136,29 @@ def test_unit_exposure_is_at_most_2(app: App) -> None:
     assert score <= 2.0
 
 
-def in_the_app_sandbox(app: App, command: str) -> int:
-    """Run a command as the app's user inside the mount namespace systemd made for the service."""
+def as_the_app_user(app: App, command: str, sandboxed: bool = True) -> int:
+    """Run a command as the app's user, inside the mount namespace systemd made for the service or not.
+
+    nsenter needs SYS_PTRACE in the test host; the writes that must succeed show that it worked.
+    """
     user, group = app.vars["flask_uwsgi_user"], app.vars["flask_uwsgi_group"]
-    setpriv = f"setpriv --reuid {user} --regid {group} --init-groups"
-    return app.host.run(f"nsenter --target {app.main_pid()} --mount {setpriv} {command}").rc
+    setpriv = f"setpriv --reuid {user} --regid {group} --init-groups {command}"
+    return app.host.run(f"nsenter --target {app.main_pid()} --mount {setpriv}" if sandboxed else setpriv).rc
 
 
 def test_app_writes_only_where_it_may(app: App) -> None:
     for path in [f"/run/{app.name}", *app.vars["flask_uwsgi_writable_paths"]]:
-        assert in_the_app_sandbox(app, f"touch {path}/written-by-the-app") == 0, path
-    # /run/lock is writable by everyone on the host (mode 1777); the sandbox makes it read-only too.
-    assert app.host.file("/run/lock").mode == 0o1777
-    for path in ["/run/lock", "/etc", app.vars["flask_uwsgi_chdir"]]:
-        assert in_the_app_sandbox(app, f"touch {path}/written-by-the-app") != 0, path
+        assert as_the_app_user(app, f"touch {path}/written-by-the-app") == 0, path
+    # A directory the app's user owns but that no variable declares: writable outside the sandbox only.
+    owned = "/srv/owned-by-the-app-user"
+    user, group = app.vars["flask_uwsgi_user"], app.vars["flask_uwsgi_group"]
+    app.host.check_output(f"install -d -o {user} -g {group} {owned}")
+    try:
+        assert as_the_app_user(app, f"touch {owned}/outside", sandboxed=False) == 0
+        for path in [owned, "/etc", app.vars["flask_uwsgi_chdir"]]:
+            assert as_the_app_user(app, f"touch {path}/written-by-the-app") != 0, path
+    finally:
+        app.host.run(f"rm -rf {owned}")
 
 
 def test_app_answers_with_the_demo_response(app: App) -> None:

@@ -62,6 +62,11 @@ BAD_INPUT = [
     ),
     ("base-dir-climbs-out", {"flask_uwsgi_base_dir": "/opt/../etc"}, ["flask_uwsgi_base_dir must be an absolute path"]),
     ("base-dir-is-a-system-dir", {"flask_uwsgi_base_dir": "/srv"}, ["flask_uwsgi_base_dir must be", "'/srv'"]),
+    (
+        "writable-path-is-a-system-dir",
+        {"flask_uwsgi_writable_paths": ["/etc"]},
+        ["flask_uwsgi_writable_paths: '/etc' must be an absolute path", "not a system directory"],
+    ),
     ("release-name-unsafe", {"flask_uwsgi_release": "../v2"}, ["flask_uwsgi_release must be empty", "'../v2'"]),
     (
         "keep-no-release",

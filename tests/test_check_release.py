@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
 CHECK = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "files" / "check_release.py"
@@ -65,3 +67,42 @@ def test_a_health_path_that_does_not_answer_200_fails(app_dir: Path) -> None:
     result = check(app_dir, "--module", "wsgi", "--path", "/elsewhere")
     assert result.returncode == 1
     assert "404 Not Found" in result.stderr
+
+
+# Values that a naive quoting would mangle: quotes, a backslash, a dollar, a comment sign, a line break.
+AWKWARD = {
+    "SECRET_KEY": "s3cr3t \"quoted\" 'single' back\\slash $HOME ${PATH} `cmd` #not-a-comment ;",
+    "PEM": "-----BEGIN KEY-----\nAAAA\\n\n-----END KEY-----",
+    "EMPTY": "",
+    "PORT": 5432,
+}
+
+
+def render_environment_file(env: dict[str, object]) -> str:
+    """Render the role's templates/environment.j2 as Ansible would (comment filter stubbed)."""
+    templates = CHECK.parents[1] / "templates"
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), keep_trailing_newline=True)
+    jinja.filters["comment"] = lambda text: f"#\n# {text}\n#"
+    return jinja.get_template("environment.j2").render(
+        flask_uwsgi_env=env, ansible_managed="Ansible managed", __flask_uwsgi_unit="app.service"
+    )
+
+
+def test_environment_file_round_trips_awkward_values(tmp_path: Path) -> None:
+    """What the role writes is read back unchanged (systemd's reading is checked in Molecule)."""
+    env_file = tmp_path / "app.env"
+    env_file.write_text(render_environment_file(AWKWARD))
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "wsgi.py").write_text(
+        "import json, os\n"
+        f"EXPECTED = {json.dumps({k: str(v) for k, v in AWKWARD.items()})!r}\n"
+        "def application(environ, start_response):\n"
+        "    seen = {k: os.environ.get(k) for k in json.loads(EXPECTED)}\n"
+        "    assert seen == json.loads(EXPECTED), seen\n"
+        '    start_response("200 OK", [])\n'
+        '    return [b"ok"]\n'
+    )
+    result = check(app, "--module", "wsgi", "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert check(app, "--module", "wsgi").returncode == 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import PROJECT, App, run_playbook
+from flask_uwsgi_testing import App, demo_release, run_playbook
 
 
 def journal_since(app: App, since: float) -> str:
@@ -143,8 +142,6 @@ def test_reload_on_rss_replaces_a_worker_that_grew(app: App) -> None:
     assert app.answers()
 
 
-DEMO = PROJECT / "examples" / "flask-demo"
-
 # Runs inside the test host, across a deploy: `clients` threads send GET / to the app (one
 # connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
 # were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
@@ -189,12 +186,7 @@ print(json.dumps(stats))
 
 def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
     """A copy of the demo app whose greeting names the release; a broken one cannot import."""
-    release = tmp_path / name
-    shutil.copytree(DEMO, release)
-    app_py = release / "app.py"
-    code = app_py.read_text().replace("Hello from flask-demo (pid", f"Hello from flask-demo {name} (pid")
-    app_py.write_text(("import no_such_module_in_this_release\n" if broken else "") + code)
-    return release
+    return demo_release(tmp_path, name, before="import no_such_module_in_this_release\n" if broken else "")
 
 
 def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any]) -> tuple[str, dict[str, Any]]:

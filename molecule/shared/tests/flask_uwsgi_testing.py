@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parents[3]
 ROLE_DEFAULTS = PROJECT / "roles" / "flask_uwsgi" / "defaults" / "main.yml"
+DEMO = PROJECT / "examples" / "flask-demo"
 
 # Runs inside the test host: one GET over HTTP or the uwsgi protocol (what nginx's uwsgi_pass
 # speaks), printing the status line, a blank line and the body. Written apart from the role's own
@@ -48,14 +51,19 @@ print(body.decode())
 """
 
 
-def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run one of the project's playbooks against the scenario's inventory; return what it printed."""
+def run_playbook(
+    playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the project's playbooks against the scenario's inventory; return what it printed.
+
+    options go to ansible-playbook as they are, e.g. "--check", "--diff".
+    """
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps(extra_vars))
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}"],
+        ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}", *options],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -63,6 +71,24 @@ def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path) -> s
         timeout=900,
         check=False,
     )
+
+
+def demo_release(tmp_path: Path, name: str, *, before: str = "", after: str = "") -> Path:
+    """A copy of the demo app whose greeting names the release, with code put before or after its own."""
+    release = tmp_path / name
+    shutil.copytree(DEMO, release)
+    app_py = release / "app.py"
+    code = app_py.read_text().replace("Hello from flask-demo (pid", f"Hello from flask-demo {name} (pid")
+    app_py.write_text(before + code + after)
+    return release
+
+
+def exposure(host: Any, unit: str) -> float:
+    """The overall exposure level systemd-analyze security gives the unit (0 is best, 10 worst)."""
+    report = host.check_output(f"systemd-analyze security {unit} --no-pager")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report)
+    assert match, report
+    return float(match.group(1))
 
 
 def resolve(settings: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from flask_uwsgi_testing import App
+from flask_uwsgi_testing import CLIENT, App, exposure
 
 
 def ini_entries(app: App) -> list[tuple[str, str]]:
@@ -84,6 +84,8 @@ def test_ini_holds_extra_options_in_order_with_repeats(app: App) -> None:
 def test_ini_is_readable_by_the_app_group_only(app: App) -> None:
     ini = app.host.file(app.ini)
     assert (ini.user, ini.group, ini.mode) == ("root", app.vars["flask_uwsgi_group"], 0o640)
+    assert app.host.run(f"runuser -u {app.vars['flask_uwsgi_user']} -- cat {app.ini}").rc == 0
+    assert app.host.run(f"runuser -u nobody -- cat {app.ini}").rc != 0
 
 
 def test_service_is_enabled_and_active(app: App) -> None:
@@ -130,8 +132,7 @@ def test_listen_queue_has_the_configured_size(app: App) -> None:
 
 
 def test_unit_exposure_is_at_most_2(app: App) -> None:
-    report = app.host.check_output(f"systemd-analyze security {app.unit} --no-pager")
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report).group(1))
+    score = exposure(app.host, app.unit)
     print(f"systemd-analyze security {app.unit}: {score}")
     assert score <= 2.0
 
@@ -236,6 +237,17 @@ def test_unix_socket_is_open_to_its_group_only(app: App) -> None:
         app.vars["flask_uwsgi_socket_group"],
         int(app.vars["flask_uwsgi_socket_mode"], 8),
     )
+    # What a user sees: a member of the group (a web server, say) gets answers; anyone else is refused.
+    client = "python3 -c %s %s uwsgi /health"
+    app.host.check_output(f"useradd --system --no-create-home -G {app.vars['flask_uwsgi_socket_group']} web-probe")
+    try:
+        as_member = app.host.run(f"runuser -u web-probe -- {client}", CLIENT, socket)
+    finally:
+        app.host.run("userdel web-probe")
+    assert as_member.stdout.startswith("HTTP/1.1 200"), as_member.stderr
+    as_nobody = app.host.run(f"runuser -u nobody -- {client}", CLIENT, socket)
+    assert as_nobody.rc != 0
+    assert "PermissionError" in as_nobody.stderr
 
 
 def test_pyuwsgi_needs_no_compiler(app: App) -> None:

@@ -1,9 +1,11 @@
 """Check a release before it gets traffic: its app loads, and answers a GET with 200.
 
-Run by flask_uwsgi with the release's own virtualenv, as the app's user:
-    python check_release.py CHDIR (--module NAME | --wsgi-file FILE) --callable NAME --path /health [--env K=V]...
-It loads the app the way uWSGI does (from CHDIR, by module or file) and calls the WSGI callable
-in-process, so no port or socket is needed. On failure it prints the app's traceback and exits 1.
+Run by flask_uwsgi as root, with the release's own virtualenv:
+    python check_release.py CHDIR (--module NAME | --wsgi-file FILE) --callable NAME --path /health
+                            [--user NAME] [--env-file FILE] [--env K=V]...
+It reads the app's environment file (root-only, as systemd reads it), becomes the app's user, loads
+the app the way uWSGI does (from CHDIR, by module or file) and calls the WSGI callable in-process,
+so no port or socket is needed. On failure it prints the app's traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -11,12 +13,61 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pwd
 import runpy
 import sys
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.util import setup_testing_defaults
+
+
+ESCAPED = '"\\`$'  # what a backslash escapes inside double quotes, as in systemd's env-file.c
+
+
+def read_env_file(text: str) -> dict[str, str]:
+    """Parse the KEY="value" lines flask_uwsgi writes, the way systemd's EnvironmentFile= does.
+
+    Lines starting with '#' or ';' are comments. A double-quoted value may span lines, and a
+    backslash in it escapes one of " \\ ` $; before any other character it stays. Unquoted values
+    run to the end of the line, stripped.
+    """
+    env: dict[str, str] = {}
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if not line.strip() or line.lstrip()[0] in "#;":
+            continue
+        name, _, rest = line.partition("=")
+        rest = rest.lstrip()
+        if not rest.startswith('"'):
+            env[name.strip()] = rest.strip()
+            continue
+        value, rest, i = [], rest[1:], 0
+        while True:
+            if i >= len(rest):  # the quoted value goes on on the next line
+                value.append("\n")
+                rest, i = next(lines), 0
+                continue
+            char = rest[i]
+            if char == '"':
+                break
+            if char == "\\" and i + 1 < len(rest):
+                i += 1
+                value.append(rest[i] if rest[i] in ESCAPED else "\\" + rest[i])
+            else:
+                value.append(char)
+            i += 1
+        env[name.strip()] = "".join(value)
+    return env
+
+
+def become(user: str) -> None:
+    """Drop from root to the app's user, with its groups, as systemd's User= does."""
+    account = pwd.getpwnam(user)
+    os.initgroups(user, account.pw_gid)
+    os.setgid(account.pw_gid)
+    os.setuid(account.pw_uid)
+    os.environ.update(HOME=account.pw_dir, USER=user, LOGNAME=user)
 
 
 def load(args: argparse.Namespace) -> Callable[..., Iterable[bytes]]:
@@ -59,7 +110,14 @@ def main() -> int:
     parser.add_argument("--callable", default="application")
     parser.add_argument("--path", default="/")
     parser.add_argument("--env", action="append", default=[], help="K=V, as uWSGI's env option")
+    parser.add_argument("--env-file", help="the app's environment file, read before dropping to --user")
+    parser.add_argument("--user", help="the app's user, to run the app as")
     args = parser.parse_args()
+    if args.env_file:
+        with open(args.env_file, encoding="utf-8") as env_file:
+            os.environ.update(read_env_file(env_file.read()))
+    if args.user:
+        become(args.user)
     for pair in args.env:
         key, _, value = pair.partition("=")
         os.environ[key] = value

@@ -1,0 +1,222 @@
+"""Deploys to the host test_bad_input.py left bare: reload or restart, check mode, secrets, privileges.
+
+The tests run in file order and build on each other; the last one leaves a broken service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask_uwsgi_testing import CLIENT, demo_release, exposure, run_playbook
+
+UNIT = "flask-demo.service"
+ENV_FILE = "/etc/flask_uwsgi/flask-demo.env"
+
+# Routes added to the demo app: each reports what the app may do, never a secret itself.
+PROBES = '''
+
+import hashlib as _hashlib, json as _json, mmap as _mmap, socket as _socket
+
+
+@app.get("/version")
+def version() -> str:
+    return "probes"
+
+
+@app.get("/secret-digest")
+def secret_digest() -> tuple[str, int]:
+    """A digest of SECRET_KEY and PEM, to compare with, and a 500 while either is missing."""
+    values = [os.environ.get(name) for name in ("SECRET_KEY", "PEM")]
+    if None in values:
+        return "SECRET_KEY or PEM is not set\\n", 500
+    return _hashlib.sha256(_json.dumps(values).encode()).hexdigest(), 200
+
+
+def _attempt(action) -> tuple[str, int]:
+    try:
+        action()
+    except OSError as error:
+        return f"refused: {error}\\n", 403
+    return "allowed\\n", 200
+
+
+@app.get("/netlink")
+def netlink() -> tuple[str, int]:
+    return _attempt(lambda: _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW).close())
+
+
+@app.get("/write-execute")
+def write_execute() -> tuple[str, int]:
+    prot = _mmap.PROT_READ | _mmap.PROT_WRITE | _mmap.PROT_EXEC
+    return _attempt(lambda: _mmap.mmap(-1, 4096, prot=prot).close())
+'''
+
+# Values a naive quoting would mangle; the first few characters are what the searches look for.
+SECRETS = {
+    "SECRET_KEY": "s3cr3t-7f1c9a \"quoted\" 'single' back\\slash $HOME ${PATH} `cmd` #hash ;semi",
+    "PEM": "-----BEGIN KEY-----\nk3y-b0dy-4e8d\\n\n-----END KEY-----",
+}
+NEEDLES = ["s3cr3t-7f1c9a", "k3y-b0dy-4e8d"]
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo app with the probe routes, as a release source directory."""
+    return str(demo_release(tmp_path_factory.mktemp("src"), "probes", after=PROBES))
+
+
+def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
+    return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
+
+
+def deployed(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> str:
+    """Deploy, check that it worked, and return what the play printed."""
+    result = deploy(tmp_path, extra_vars, *options)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def main_pid(host: Any) -> str:
+    return host.check_output(f"systemctl show {UNIT} --property MainPID --value")
+
+
+def get(host: Any, path: str, address: str = "127.0.0.1:8000") -> tuple[str, str]:
+    """One GET to the app from inside the host: its status line and body."""
+    status, _, body = host.check_output("python3 -c %s %s http %s", CLIENT, address, path).partition("\n\n")
+    return status, body.strip()
+
+
+def handler_ran(output: str, handler: str) -> bool:
+    """Whether the play ran the handler and it did something (not skipped)."""
+    parts = output.split(f"RUNNING HANDLER [flask_uwsgi : {handler}")
+    return len(parts) > 1 and parts[1].split("\n")[1].startswith("changed:")
+
+
+def test_good_release_deploys(host: Any, tmp_path: Path) -> None:
+    """From here on the host changes: a first release goes out and answers."""
+    deployed(tmp_path, {})
+    assert host.service("flask-demo").is_running
+    assert get(host, "/")[0].endswith("200 OK")
+
+
+def test_check_mode_on_a_converged_host_reports_no_change(host: Any, tmp_path: Path) -> None:
+    master = main_pid(host)
+    output = deployed(tmp_path, {}, "--check", "--diff")
+    assert "changed=0" in output, output[-3000:]
+    assert main_pid(host) == master
+
+
+def test_code_change_is_a_graceful_reload(host: Any, tmp_path: Path, probes: str) -> None:
+    """New code reaches the workers through a reload: same master, new answer, no restart."""
+    master = main_pid(host)
+    output = deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_health_path": "/version"})
+    assert handler_ran(output, "Reload the app's service")
+    assert not handler_ran(output, "Restart the app's service")
+    assert main_pid(host) == master
+    assert get(host, "/version") == ("HTTP/1.1 200 OK", "probes")
+
+
+def test_unit_change_is_a_restart(host: Any, tmp_path: Path, probes: str) -> None:
+    master = main_pid(host)
+    output = deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_restart_sec": 3})
+    assert handler_ran(output, "Restart the app's service")
+    assert main_pid(host) != master
+    assert host.check_output(f"systemctl show {UNIT} --property RestartUSec --value") == "3s"
+
+
+def test_secrets_reach_the_app_and_nothing_else(host: Any, tmp_path: Path, probes: str) -> None:
+    """flask_uwsgi_env reaches the app (and the release check) exactly, and no log, file or output holds it."""
+    settings = {"flask_uwsgi_app_src": probes, "flask_uwsgi_env": SECRETS, "flask_uwsgi_health_path": "/secret-digest"}
+    master = main_pid(host)
+    # The most verbose play there is, with diffs: it must still not print a secret.
+    output = deployed(tmp_path, settings, "--diff", "-vvv")
+    for needle in NEEDLES:
+        assert needle not in output, f"the play printed {needle!r}"
+    # The release check asked for /secret-digest too, so it had the variables before any traffic.
+    assert main_pid(host) != master, "new variables need a restart: a reload keeps the master's environment"
+    digest = hashlib.sha256(json.dumps([SECRETS["SECRET_KEY"], SECRETS["PEM"]]).encode()).hexdigest()
+    assert get(host, "/secret-digest") == ("HTTP/1.1 200 OK", digest), "the app did not get the exact values"
+
+    env_file = host.file(ENV_FILE)
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", "root", 0o600)
+    assert host.run(f"runuser -u flask-demo -- cat {ENV_FILE}").rc != 0, "the app's user can read the secrets"
+    for needle in NEEDLES:
+        # Not in the ini, the unit, the code, the logs, or anything Ansible left behind: only the file.
+        found = host.run(f"grep -rlF -- {needle} /etc /opt /run /var/log /tmp /root /usr/local").stdout.split()
+        assert found == [ENV_FILE], f"{needle!r} found in {found}"
+        assert host.run(f"journalctl --output verbose --no-pager | grep -cF -- {needle}").stdout.strip() == "0"
+
+    again = deployed(tmp_path, settings, "--diff")
+    assert "changed=0" in again, again[-3000:]
+    assert not any(needle in again for needle in NEEDLES)
+
+
+def app_may(host: Any, what: str) -> bool:
+    status, body = get(host, f"/{what}")
+    assert status.endswith(("200 OK", "403 FORBIDDEN")), (status, body)
+    return status.endswith("200 OK")
+
+
+def capabilities(host: Any) -> int:
+    """The effective capabilities of the uWSGI master, as a bit mask."""
+    status = host.check_output(f"grep CapEff /proc/{main_pid(host)}/status")
+    return int(status.split()[1], 16)
+
+
+def test_the_sandbox_holds_by_default(host: Any, tmp_path: Path, probes: str) -> None:
+    deployed(tmp_path, {"flask_uwsgi_app_src": probes})
+    assert not host.file(ENV_FILE).exists, "an app without variables keeps no environment file"
+    assert not app_may(host, "netlink")
+    assert not app_may(host, "write-execute")
+    assert capabilities(host) == 0
+    # Port 80 is privileged in this host (the scenario sets the sysctl), so the next test can fail.
+    assert host.check_output("sysctl --values net.ipv4.ip_unprivileged_port_start") == "1024"
+    bind_80 = "import socket; socket.socket().bind(('127.0.0.1', 80))"
+    assert host.run("runuser -u flask-demo -- python3 -c %s", bind_80).rc != 0
+
+
+def test_each_relaxation_grants_only_what_it_names(host: Any, tmp_path: Path, probes: str) -> None:
+    settings = {
+        "flask_uwsgi_app_src": probes,
+        "flask_uwsgi_http_socket": "127.0.0.1:80",
+        "flask_uwsgi_bind_privileged_ports": True,
+        "flask_uwsgi_extra_address_families": ["AF_NETLINK"],
+        "flask_uwsgi_memory_deny_write_execute": False,
+    }
+    deployed(tmp_path, settings)
+    assert get(host, "/", "127.0.0.1:80")[0].endswith("200 OK")
+    assert get(host, "/netlink", "127.0.0.1:80") == ("HTTP/1.1 200 OK", "allowed")
+    assert get(host, "/write-execute", "127.0.0.1:80") == ("HTTP/1.1 200 OK", "allowed")
+    cap_net_bind_service = 1 << 10
+    assert capabilities(host) == cap_net_bind_service
+    score = exposure(host, UNIT)
+    print(f"systemd-analyze security with port 80, AF_NETLINK and write+execute memory allowed: {score}")
+    assert score <= 2.5
+
+
+def test_the_sandbox_switch_drops_it_all(host: Any, tmp_path: Path, probes: str) -> None:
+    deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_sandbox": False})
+    assert app_may(host, "netlink")
+    assert app_may(host, "write-execute")
+    score = exposure(host, UNIT)
+    print(f"systemd-analyze security with flask_uwsgi_sandbox: false: {score}")
+    assert score > 8
+
+
+def test_config_that_uwsgi_refuses_fails_the_deploy_with_its_journal(host: Any, tmp_path: Path) -> None:
+    """An ini uWSGI will not run (strict mode, an unknown option): the play fails with the journal."""
+    result = deploy(
+        tmp_path,
+        {"flask_uwsgi_extra_options": [{"option": "no-such-option", "value": 1}], "flask_uwsgi_health_timeout": 10},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "flask-demo.service did not start and answer / on 127.0.0.1:8000" in output, output[-3000:]
+    assert "Last lines of its journal" in output
+    assert "[strict-mode] unknown config directive: no-such-option" in output

@@ -156,7 +156,8 @@ def test_app_writes_only_where_it_may(app: App) -> None:
     app.host.check_output(f"install -d -o {user} -g {group} {owned}")
     try:
         assert as_the_app_user(app, f"touch {owned}/outside", sandboxed=False) == 0
-        for path in [owned, "/etc", app.vars["flask_uwsgi_chdir"]]:
+        venv = f"{app.vars['flask_uwsgi_base_dir']}/current/venv/bin"
+        for path in [owned, "/etc", "/etc/flask_uwsgi", app.vars["flask_uwsgi_chdir"], venv]:
             assert as_the_app_user(app, f"touch {path}/written-by-the-app") != 0, path
     finally:
         app.host.run(f"rm -rf {owned}")

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
-
 ESCAPED = '"\\`$'  # what a backslash escapes inside double quotes, as in systemd's env-file.c
 
 

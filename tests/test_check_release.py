@@ -23,9 +23,14 @@ def application(environ, start_response):
 """
 
 
-def check(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def check(app_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(CHECK), str(app_dir), *args], capture_output=True, text=True, check=False, timeout=30
+        [sys.executable, str(CHECK), str(app_dir), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
 
 
@@ -74,6 +79,8 @@ AWKWARD = {
     "SECRET_KEY": "s3cr3t \"quoted\" 'single' back\\slash $HOME ${PATH} `cmd` #not-a-comment ;",
     "PEM": "-----BEGIN KEY-----\nAAAA\\n\n-----END KEY-----",
     "EMPTY": "",
+    "NOTHING": None,
+    "CARRIAGE_RETURN": "a\rb",
     "PORT": 5432,
 }
 
@@ -81,7 +88,7 @@ AWKWARD = {
 def render_environment_file(env: dict[str, object]) -> str:
     """Render the role's templates/environment.j2 as Ansible would (comment filter stubbed)."""
     templates = CHECK.parents[1] / "templates"
-    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), keep_trailing_newline=True)
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), keep_trailing_newline=True, trim_blocks=True)
     jinja.filters["comment"] = lambda text: f"#\n# {text}\n#"
     return jinja.get_template("environment.j2").render(
         flask_uwsgi_env=env, ansible_managed="Ansible managed", __flask_uwsgi_unit="app.service"
@@ -96,7 +103,7 @@ def test_environment_file_round_trips_awkward_values(tmp_path: Path) -> None:
     app.mkdir()
     (app / "wsgi.py").write_text(
         "import json, os\n"
-        f"EXPECTED = {json.dumps({k: str(v) for k, v in AWKWARD.items()})!r}\n"
+        f"EXPECTED = {json.dumps({k: '' if v is None else str(v) for k, v in AWKWARD.items()})!r}\n"
         "def application(environ, start_response):\n"
         "    seen = {k: os.environ.get(k) for k in json.loads(EXPECTED)}\n"
         "    assert seen == json.loads(EXPECTED), seen\n"
@@ -104,5 +111,8 @@ def test_environment_file_round_trips_awkward_values(tmp_path: Path) -> None:
         '    return [b"ok"]\n'
     )
     result = check(app, "--module", "wsgi", "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr
+    # The role passes the file on stdin, so that the app's user never needs to read it.
+    result = check(app, "--module", "wsgi", "--env-file", "-", stdin=env_file.read_bytes().decode())
     assert result.returncode == 0, result.stderr
     assert check(app, "--module", "wsgi").returncode == 1

@@ -30,11 +30,14 @@ def version() -> str:
 
 @app.get("/secret-digest")
 def secret_digest() -> tuple[str, int]:
-    """A digest of SECRET_KEY and PEM, to compare with, and a 500 while either is missing."""
+    """A digest of SECRET_KEY and PEM; a 500 while either is missing or differs from EXPECTED_DIGEST."""
     values = [os.environ.get(name) for name in ("SECRET_KEY", "PEM")]
     if None in values:
         return "SECRET_KEY or PEM is not set\\n", 500
-    return _hashlib.sha256(_json.dumps(values).encode()).hexdigest(), 200
+    digest = _hashlib.sha256(_json.dumps(values).encode()).hexdigest()
+    if digest != os.environ.get("EXPECTED_DIGEST", digest):
+        return "SECRET_KEY or PEM differs from what the deploy sent\\n", 500
+    return digest, 200
 
 
 def _attempt(action) -> tuple[str, int]:
@@ -62,6 +65,20 @@ SECRETS = {
     "PEM": "-----BEGIN KEY-----\nk3y-b0dy-4e8d\\n\n-----END KEY-----",
 }
 NEEDLES = ["s3cr3t-7f1c9a", "k3y-b0dy-4e8d"]
+
+
+def digest(secrets: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps([secrets["SECRET_KEY"], secrets["PEM"]]).encode()).hexdigest()
+
+
+def with_secrets(probes: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """Settings that deploy the secrets; the health path (for the release check and the deploy's
+    probe alike) answers 200 only if the app got exactly these values."""
+    return {
+        "flask_uwsgi_app_src": probes,
+        "flask_uwsgi_env": {**secrets, "EXPECTED_DIGEST": digest(secrets)},
+        "flask_uwsgi_health_path": "/secret-digest",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +109,14 @@ def get(host: Any, path: str, address: str = "127.0.0.1:8000") -> tuple[int, str
     return int(status.split()[1]), body.strip()
 
 
-def handler_ran(output: str, handler: str) -> bool:
-    """Whether the play ran the handler and it did something (not skipped)."""
-    parts = output.split(f"RUNNING HANDLER [flask_uwsgi : {handler}")
+def changed(output: str, title: str) -> bool:
+    """Whether the play's task or handler of that title reported a change (not ok, not skipped)."""
+    parts = output.split(f"[flask_uwsgi : {title}]")
     return len(parts) > 1 and "\nchanged:" in parts[1].split("\n\n")[0]
+
+
+def handler_ran(output: str, handler: str) -> bool:
+    return changed(output, handler)
 
 
 def test_good_release_deploys(host: Any, tmp_path: Path) -> None:
@@ -131,17 +152,12 @@ def test_unit_change_is_a_restart(host: Any, tmp_path: Path, probes: str) -> Non
 
 
 def test_secrets_reach_the_app_and_nothing_else(host: Any, tmp_path: Path, probes: str) -> None:
-    """flask_uwsgi_env reaches the app (and the release check) exactly, and no log, file or output holds it."""
-    settings = {"flask_uwsgi_app_src": probes, "flask_uwsgi_env": SECRETS, "flask_uwsgi_health_path": "/secret-digest"}
-    master = main_pid(host)
+    """flask_uwsgi_env reaches the release check and the app exactly, and no log, file or output holds it."""
     # The most verbose play there is, with diffs: it must still not print a secret.
-    output = deployed(tmp_path, settings, "--diff", "-vvv")
+    output = deployed(tmp_path, with_secrets(probes, SECRETS), "--diff", "-vvv")
     for needle in NEEDLES:
         assert needle not in output, f"the play printed {needle!r}"
-    # The release check asked for /secret-digest too, so it had the variables before any traffic.
-    assert main_pid(host) != master, "new variables need a restart: a reload keeps the master's environment"
-    digest = hashlib.sha256(json.dumps([SECRETS["SECRET_KEY"], SECRETS["PEM"]]).encode()).hexdigest()
-    assert get(host, "/secret-digest") == (200, digest), "the app did not get the exact values"
+    assert get(host, "/secret-digest") == (200, digest(SECRETS))
 
     env_file = host.file(ENV_FILE)
     assert (env_file.user, env_file.group, env_file.mode) == ("root", "root", 0o600)
@@ -152,9 +168,21 @@ def test_secrets_reach_the_app_and_nothing_else(host: Any, tmp_path: Path, probe
         assert found == [ENV_FILE], f"{needle!r} found in {found}"
         assert host.run(f"journalctl --output verbose --no-pager | grep -cF -- {needle}").stdout.strip() == "0"
 
-    again = deployed(tmp_path, settings, "--diff")
+    again = deployed(tmp_path, with_secrets(probes, SECRETS), "--diff")
     assert "changed=0" in again, again[-3000:]
     assert not any(needle in again for needle in NEEDLES)
+
+
+def test_new_secret_values_alone_restart_the_service(host: Any, tmp_path: Path, probes: str) -> None:
+    """A reload would keep the master's environment: new values need a restart, and get one."""
+    rotated = {**SECRETS, "SECRET_KEY": SECRETS["SECRET_KEY"].replace("quoted", "rotated")}
+    master = main_pid(host)
+    output = deployed(tmp_path, with_secrets(probes, rotated))
+    assert not changed(output, "service | Write the app's systemd unit"), "the unit changed too: not a values-only test"
+    assert not changed(output, "config | Write the app's uwsgi.ini, readable by its group only")
+    assert handler_ran(output, "Restart the app's service")
+    assert main_pid(host) != master
+    assert get(host, "/secret-digest") == (200, digest(rotated))
 
 
 def app_may(host: Any, what: str) -> bool:

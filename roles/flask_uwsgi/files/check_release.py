@@ -1,11 +1,12 @@
 """Check a release before it gets traffic: its app loads, and answers a GET with 200.
 
-Run by flask_uwsgi as root, with the release's own virtualenv:
+Run by flask_uwsgi as the app's user, with the release's own virtualenv:
     python check_release.py CHDIR (--module NAME | --wsgi-file FILE) --callable NAME --path /health
-                            [--user NAME] [--env-file FILE] [--env K=V]...
-It reads the app's environment file (root-only, as systemd reads it), becomes the app's user, loads
-the app the way uWSGI does (from CHDIR, by module or file) and calls the WSGI callable in-process,
-so no port or socket is needed. On failure it prints the app's traceback and exits 1.
+                            [--env-file FILE|-] [--env K=V]...
+It sets the app's environment variables (an environment file as systemd reads it; the role passes
+it on stdin), loads the app the way uWSGI does (from CHDIR, by module or file) and calls the WSGI
+callable in-process, so no port or socket is needed. On failure it prints the app's traceback and
+exits 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pwd
 import runpy
 import sys
 import traceback
@@ -60,15 +60,6 @@ def read_env_file(text: str) -> dict[str, str]:
     return env
 
 
-def become(user: str) -> None:
-    """Drop from root to the app's user, with its groups, as systemd's User= does."""
-    account = pwd.getpwnam(user)
-    os.initgroups(user, account.pw_gid)
-    os.setgid(account.pw_gid)
-    os.setuid(account.pw_uid)
-    os.environ.update(HOME=account.pw_dir, USER=user, LOGNAME=user)
-
-
 def load(args: argparse.Namespace) -> Callable[..., Iterable[bytes]]:
     os.chdir(args.chdir)
     sys.path.insert(0, args.chdir)
@@ -109,14 +100,16 @@ def main() -> int:
     parser.add_argument("--callable", default="application")
     parser.add_argument("--path", default="/")
     parser.add_argument("--env", action="append", default=[], help="K=V, as uWSGI's env option")
-    parser.add_argument("--env-file", help="the app's environment file, read before dropping to --user")
-    parser.add_argument("--user", help="the app's user, to run the app as")
+    parser.add_argument("--env-file", help="the app's environment file, in systemd's format; - for stdin")
     args = parser.parse_args()
     if args.env_file:
-        with open(args.env_file, encoding="utf-8") as env_file:
-            os.environ.update(read_env_file(env_file.read()))
-    if args.user:
-        become(args.user)
+        # Bytes, decoded as they are: a carriage return in a value stays one, as with systemd.
+        if args.env_file == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(args.env_file, "rb") as env_file:
+                raw = env_file.read()
+        os.environ.update(read_env_file(raw.decode("utf-8")))
     for pair in args.env:
         key, _, value = pair.partition("=")
         os.environ[key] = value

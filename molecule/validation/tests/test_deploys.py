@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def get(host: Any, path: str, address: str = "127.0.0.1:8000") -> tuple[int, str
 
 def changed(output: str, title: str) -> bool:
     """Whether the play's task or handler of that title reported a change (not ok, not skipped)."""
-    parts = output.split(f"[flask_uwsgi : {title}]")
+    parts = re.sub(r"\x1b\[[0-9;]*m", "", output).split(f"[flask_uwsgi : {title}]")
     return len(parts) > 1 and "\nchanged:" in parts[1].split("\n\n")[0]
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, run_playbook
+from flask_uwsgi_testing import App, demo_release, deploy, run_playbook
 
 
 def journal_since(app: App, since: float) -> str:
@@ -253,9 +253,7 @@ def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: 
 def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
     keep = int(app.vars["flask_uwsgi_keep_releases"])
     for n in range(3, 3 + keep):
-        play = run_playbook(
-            "playbooks/deploy.yml", {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))}, tmp_path
-        )
+        play = deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))})
         assert play.returncode == 0, play.stdout[-3000:]
     releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
     print(f"after {keep} more deploys: {len(releases)} releases kept")
@@ -276,7 +274,7 @@ for n in range(count):
 
 def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path: Path) -> None:
     log = f"/var/log/{app.name}/uwsgi.log"
-    play = run_playbook("playbooks/deploy.yml", {"flask_uwsgi_log_file": log}, tmp_path)
+    play = deploy(tmp_path, {"flask_uwsgi_log_file": log})
     assert play.returncode == 0, play.stdout[-3000:]
     master, count = app.main_pid(), 600
     port = app.address[0].rpartition(":")[2]

@@ -75,6 +75,11 @@ def run_playbook(
     )
 
 
+def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
+    """Run playbooks/deploy.yml with these settings (and ansible-playbook options)."""
+    return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
+
+
 def demo_release(tmp_path: Path, name: str, *, before: str = "", after: str = "") -> Path:
     """A copy of the demo app whose greeting names the release, with code put before or after its own."""
     release = tmp_path / name

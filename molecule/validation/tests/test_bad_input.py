@@ -7,19 +7,14 @@ still bare when this file ends; test_deploys.py deploys to it.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import run_playbook
+from flask_uwsgi_testing import deploy
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
 FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
-
-
-def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
-    return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
 
 
 # Stands for a secret that a wrong setting carries: the refusal must not print it either.

@@ -1,4 +1,4 @@
-"""The role's three descriptions of its variables agree: defaults, argument specs and the README.
+"""Each role's three descriptions of its variables agree: defaults, argument specs and the README.
 
 Roles drift when a variable is added to one place and not the others; these checks fail first.
 """
@@ -15,12 +15,21 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLE = ROOT / "roles" / "flask_uwsgi"
-DEFAULTS_FILE = ROLE / "defaults" / "main.yml"
-DEFAULTS: dict[str, Any] = yaml.safe_load(DEFAULTS_FILE.read_text())
-SPECS: dict[str, Any] = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"][
-    "options"
-]
+ROLES = ("flask_uwsgi", "flask_uwsgi_nginx")
+
+
+def defaults_file(role: str) -> Path:
+    return ROOT / "roles" / role / "defaults" / "main.yml"
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {role: yaml.safe_load(defaults_file(role).read_text()) for role in ROLES}
+SPECS: dict[str, dict[str, Any]] = {
+    role: yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"][
+        "options"
+    ]
+    for role in ROLES
+}
+VARIABLES = [(role, name) for role in ROLES for name in sorted(DEFAULTS[role])]
 README_ROW = re.compile(r"^\| `(flask_uwsgi_\w+)` \| `(.*)` \| (.+) \|$")
 PYTHON_TYPES = {"str": str, "path": str, "int": int, "bool": bool, "list": list, "dict": dict}
 
@@ -30,31 +39,34 @@ def readme_table() -> dict[str, str]:
     return {m[1]: m[2] for m in rows if m}
 
 
-def test_every_variable_is_in_the_namespace() -> None:
-    assert all(name.startswith("flask_uwsgi_") for name in DEFAULTS)
+@pytest.mark.parametrize("role", ROLES)
+def test_every_variable_is_in_the_role_namespace(role: str) -> None:
+    assert all(name.startswith(role + "_") for name in DEFAULTS[role])
 
 
-def test_specs_describe_exactly_the_defaults() -> None:
-    assert sorted(SPECS) == sorted(DEFAULTS)
+@pytest.mark.parametrize("role", ROLES)
+def test_specs_describe_exactly_the_defaults(role: str) -> None:
+    assert sorted(SPECS[role]) == sorted(DEFAULTS[role])
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
-def test_spec_default_matches_the_default(name: str) -> None:
-    assert SPECS[name].get("default") == DEFAULTS[name]
+@pytest.mark.parametrize(("role", "name"), VARIABLES)
+def test_spec_default_matches_the_default(role: str, name: str) -> None:
+    assert SPECS[role][name].get("default") == DEFAULTS[role][name]
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULTS))
-def test_literal_default_has_the_spec_type(name: str) -> None:
-    value = DEFAULTS[name]
+@pytest.mark.parametrize(("role", "name"), VARIABLES)
+def test_literal_default_has_the_spec_type(role: str, name: str) -> None:
+    value, spec = DEFAULTS[role][name], SPECS[role][name]
     if isinstance(value, str) and "{{" in value:
         pytest.skip("templated default: its type is checked when the role runs")
-    assert isinstance(value, PYTHON_TYPES[SPECS[name]["type"]])
-    if "choices" in SPECS[name]:
-        assert value in SPECS[name]["choices"]
+    assert isinstance(value, PYTHON_TYPES[spec["type"]])
+    if "choices" in spec:
+        assert value in spec["choices"]
 
 
-def test_every_default_has_a_comment_above_it() -> None:
-    lines = DEFAULTS_FILE.read_text().splitlines()
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_has_a_comment_above_it(role: str) -> None:
+    lines = defaults_file(role).read_text().splitlines()
     uncommented = [
         line.split(":")[0]
         for before, line in itertools.pairwise(lines)
@@ -65,5 +77,6 @@ def test_every_default_has_a_comment_above_it() -> None:
 
 def test_readme_lists_every_variable_with_its_default() -> None:
     table = readme_table()
-    assert sorted(table) == sorted(DEFAULTS)
-    assert {name: json.loads(cell) for name, cell in table.items()} == DEFAULTS
+    everything = {name: value for role in ROLES for name, value in DEFAULTS[role].items()}
+    assert sorted(table) == sorted(everything)
+    assert {name: json.loads(cell) for name, cell in table.items()} == everything

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -10,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, deploy, run_playbook
+from flask_uwsgi_testing import App, demo_release, deploy, load_during, run_playbook
 
 
 def journal_since(app: App, since: float) -> str:
@@ -142,48 +141,6 @@ def test_reload_on_rss_replaces_a_worker_that_grew(app: App) -> None:
     assert app.answers()
 
 
-# Runs inside the test host, across a deploy: `clients` threads send GET / to the app (one
-# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
-# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
-LOADGEN = r"""
-import http.client, json, os, sys, threading, time
-port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
-stop_file = sys.argv[5]
-deadline, lock = time.monotonic() + seconds, threading.Lock()
-stats = {"requests": 0, "failed": 0, "worst_ms": 0.0, "errors": [], "answers": {}}
-def client():
-    while time.monotonic() < deadline and not os.path.exists(stop_file):
-        with lock:
-            if stats["requests"] >= most:
-                return
-            stats["requests"] += 1
-        start = time.monotonic()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            ok, answer = response.status == 200, response.read().decode().split(" (pid")[0]
-            conn.close()
-        except Exception as error:
-            ok, answer = False, repr(error)
-        took = (time.monotonic() - start) * 1000
-        with lock:
-            stats["worst_ms"] = max(stats["worst_ms"], took)
-            if ok:
-                stats["answers"][answer] = stats["answers"].get(answer, 0) + 1
-            else:
-                stats["failed"] += 1
-                stats["errors"] = (stats["errors"] + [answer])[:5]
-        time.sleep(0.01)
-threads = [threading.Thread(target=client) for _ in range(clients)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(stats))
-"""
-
-
 def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
     """A copy of the demo app whose greeting names the release; a broken one cannot import."""
     return demo_release(tmp_path, name, before="import no_such_module_in_this_release\n" if broken else "")
@@ -191,18 +148,9 @@ def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
 
 def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Run a playbook while the load generator runs in the host; return its output and the load's figures."""
-    port = app.address[0].rpartition(":")[2]
-    stop_file = "/tmp/loadgen.stop"
-    app.host.run(f"rm -f {stop_file}")
-    with ThreadPoolExecutor(1) as pool:
-        load = pool.submit(app.host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, port, stop_file)
-        time.sleep(2)
-        play = run_playbook(playbook, extra_vars, tmp_path)
-        time.sleep(2)
-        app.host.run(f"touch {stop_file}")
-        stats = json.loads(load.result())
-    figures = f"{stats['requests']} requests, {stats['failed']} failed, worst latency {stats['worst_ms']:.0f} ms"
-    print(f"{playbook} under load: {figures}")
+    port = int(app.address[0].rpartition(":")[2])
+    play, stats = load_during(app.host, port, lambda: run_playbook(playbook, extra_vars, tmp_path))
+    print(f"{playbook} under load: {stats['figures']}")
     return play.stdout, {**stats, "rc": play.returncode}
 
 

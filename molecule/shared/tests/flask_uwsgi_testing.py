@@ -8,9 +8,11 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import pytest
@@ -49,6 +51,70 @@ print(head.split(b"\r\n")[0].decode())
 print()
 print(body.decode())
 """
+
+
+# Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port (one
+# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
+# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
+LOADGEN = r"""
+import http.client, json, os, sys, threading, time
+port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
+stop_file = sys.argv[5]
+deadline, lock = time.monotonic() + seconds, threading.Lock()
+stats = {"requests": 0, "failed": 0, "worst_ms": 0.0, "errors": [], "answers": {}}
+def client():
+    while time.monotonic() < deadline and not os.path.exists(stop_file):
+        with lock:
+            if stats["requests"] >= most:
+                return
+            stats["requests"] += 1
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            ok, answer = response.status == 200, response.read().decode().split(" (pid")[0]
+            conn.close()
+        except Exception as error:
+            ok, answer = False, repr(error)
+        took = (time.monotonic() - start) * 1000
+        with lock:
+            stats["worst_ms"] = max(stats["worst_ms"], took)
+            if ok:
+                stats["answers"][answer] = stats["answers"].get(answer, 0) + 1
+            else:
+                stats["failed"] += 1
+                stats["errors"] = (stats["errors"] + [answer])[:5]
+        time.sleep(0.01)
+threads = [threading.Thread(target=client) for _ in range(clients)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(stats))
+"""
+
+T = TypeVar("T")
+
+
+def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """Run action() while the load generator sends GET / to 127.0.0.1:port in the host.
+
+    The load starts 2 s before and stops 2 s after; it is bounded to 300 s and 100,000 requests.
+    Returns what action returned and the load's figures, with a printable summary under "figures".
+    """
+    stop_file = "/tmp/loadgen.stop"
+    host.run(f"rm -f {stop_file}")
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, port, stop_file)
+        time.sleep(2)
+        result = action()
+        time.sleep(2)
+        host.run(f"touch {stop_file}")
+        stats = json.loads(load.result())
+    requests, failed, worst = stats["requests"], stats["failed"], stats["worst_ms"]
+    stats["figures"] = f"{requests} requests, {failed} failed, worst latency {worst:.0f} ms"
+    return result, stats
 
 
 def run_playbook(

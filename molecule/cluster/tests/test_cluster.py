@@ -1,0 +1,71 @@
+"""Rolling deploys across the fleet, seen from a client of the load balancer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flask_uwsgi_testing import CLIENT, App, demo_release, deploy, load_during
+
+
+def release_of(app: App) -> str:
+    return app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/current")
+
+
+def through_balancer(balancer: Any) -> tuple[str, str]:
+    out = balancer.check_output("python3 -c %s 127.0.0.1:80 http /", CLIENT)
+    status, _, body = out.partition("\n\n")
+    return status, body
+
+
+def rollout(balancer: Any, tmp_path: Path, name: str, **release: str) -> tuple[str, int, dict[str, Any]]:
+    """Deploy a new release of the demo to the app servers while a load goes through the balancer."""
+    src = demo_release(tmp_path, name, **release)
+    play, stats = load_during(balancer, 80, lambda: deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}))
+    print(f"rolling deploy of {name} through the balancer: {stats['figures']}, answers {stats['answers']}")
+    return play.stdout, play.returncode, stats
+
+
+def test_the_balancer_spreads_requests_over_both_app_servers(balancer: Any, app_servers: list[App]) -> None:
+    pids = set()
+    for _ in range(20):
+        status, body = through_balancer(balancer)
+        assert status.endswith("200 OK"), (status, body)
+        pids.add(re.search(r"\(pid (\d+)\)", body)[1])
+    workers = [set(map(str, app.workers())) for app in app_servers]
+    assert all(pids & mine for mine in workers), (pids, workers)
+
+
+def test_a_rolling_deploy_drops_no_request_and_ends_with_every_host_new(
+    balancer: Any, app_servers: list[App], tmp_path: Path
+) -> None:
+    before = [release_of(app) for app in app_servers]
+    output, rc, stats = rollout(balancer, tmp_path, "release-2")
+    assert rc == 0, output[-3000:]
+    # One batch per host (serial 1): the play starts over for each.
+    assert output.count("PLAY [Deploy the WSGI apps") == len(app_servers)
+    assert stats["failed"] == 0, stats["errors"]
+    assert stats["answers"].get("Hello from flask-demo", 0) > 0
+    assert stats["answers"].get("Hello from flask-demo release-2", 0) > 0
+    for app, old in zip(app_servers, before, strict=True):
+        assert release_of(app) != old
+        assert "Hello from flask-demo release-2" in app.get("/")[1]
+
+
+def test_a_broken_release_stops_the_rollout_at_the_first_host(
+    balancer: Any, app_servers: list[App], tmp_path: Path
+) -> None:
+    before = [release_of(app) for app in app_servers]
+    releases = [app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases") for app in app_servers]
+    output, rc, stats = rollout(balancer, tmp_path, "broken", before="import no_such_module_in_this_release\n")
+    assert rc != 0
+    assert "failed its check, so it gets no traffic" in output
+    first, second = app_servers
+    assert f"[{first.host.backend.host}]" in output
+    # The second host was never touched: no task ran there and it has no new release directory.
+    assert f"[{second.host.backend.host}]" not in output
+    assert second.host.check_output(f"ls {second.vars['flask_uwsgi_base_dir']}/releases") == releases[1]
+    assert [release_of(app) for app in app_servers] == before
+    assert stats["failed"] == 0, stats["errors"]
+    assert set(stats["answers"]) == {"Hello from flask-demo release-2"}

@@ -106,7 +106,7 @@ def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[
     stop_file = "/tmp/loadgen.stop"
     host.run(f"rm -f {stop_file}")
     with ThreadPoolExecutor(1) as pool:
-        load = pool.submit(host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, port, stop_file)
+        load = pool.submit(host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, str(port), stop_file)
         time.sleep(2)
         result = action()
         time.sleep(2)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import testinfra
-import yaml
-from flask_uwsgi_testing import ROLE_DEFAULTS, App, resolve
+from flask_uwsgi_testing import App, host_settings
 
 APP_HOSTS = ("flask-uwsgi-cluster-app1", "flask-uwsgi-cluster-app2")
 
@@ -24,10 +23,5 @@ def balancer() -> Any:
 
 @pytest.fixture(scope="module")
 def app_servers() -> list[App]:
-    apps = []
-    for name in APP_HOSTS:
-        host = testinfra_host(name)
-        settings = yaml.safe_load(ROLE_DEFAULTS.read_text())
-        settings.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("flask_uwsgi_")})
-        apps.append(App(host=host, vars=resolve(settings)))
-    return apps
+    hosts = [testinfra_host(name) for name in APP_HOSTS]
+    return [App(host=host, vars=host_settings(host)) for host in hosts]

@@ -6,17 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import CLIENT, App, demo_release, deploy, load_during
-
-
-def release_of(app: App) -> str:
-    return app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/current")
-
-
-def through_balancer(balancer: Any) -> tuple[str, str]:
-    out = balancer.check_output("python3 -c %s 127.0.0.1:80 http /", CLIENT)
-    status, _, body = out.partition("\n\n")
-    return status, body
+from flask_uwsgi_testing import App, demo_release, deploy, load_during, request_in_host
 
 
 def rollout(balancer: Any, tmp_path: Path, name: str, **release: str) -> tuple[str, int, dict[str, Any]]:
@@ -30,7 +20,7 @@ def rollout(balancer: Any, tmp_path: Path, name: str, **release: str) -> tuple[s
 def test_the_balancer_spreads_requests_over_both_app_servers(balancer: Any, app_servers: list[App]) -> None:
     pids = set()
     for _ in range(20):
-        status, body = through_balancer(balancer)
+        status, body = request_in_host(balancer, "127.0.0.1:80")
         assert status.endswith("200 OK"), (status, body)
         pids.add(re.search(r"\(pid (\d+)\)", body)[1])
     workers = [set(map(str, app.workers())) for app in app_servers]
@@ -40,7 +30,7 @@ def test_the_balancer_spreads_requests_over_both_app_servers(balancer: Any, app_
 def test_a_rolling_deploy_drops_no_request_and_ends_with_every_host_new(
     balancer: Any, app_servers: list[App], tmp_path: Path
 ) -> None:
-    before = [release_of(app) for app in app_servers]
+    before = [app.current_release() for app in app_servers]
     output, rc, stats = rollout(balancer, tmp_path, "release-2")
     assert rc == 0, output[-3000:]
     # One batch per host (serial 1): the play starts over for each.
@@ -49,14 +39,14 @@ def test_a_rolling_deploy_drops_no_request_and_ends_with_every_host_new(
     assert stats["answers"].get("Hello from flask-demo", 0) > 0
     assert stats["answers"].get("Hello from flask-demo release-2", 0) > 0
     for app, old in zip(app_servers, before, strict=True):
-        assert release_of(app) != old
+        assert app.current_release() != old
         assert "Hello from flask-demo release-2" in app.get("/")[1]
 
 
 def test_a_broken_release_stops_the_rollout_at_the_first_host(
     balancer: Any, app_servers: list[App], tmp_path: Path
 ) -> None:
-    before = [release_of(app) for app in app_servers]
+    before = [app.current_release() for app in app_servers]
     releases = [app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases") for app in app_servers]
     output, rc, stats = rollout(balancer, tmp_path, "broken", before="import no_such_module_in_this_release\n")
     assert rc != 0
@@ -66,6 +56,6 @@ def test_a_broken_release_stops_the_rollout_at_the_first_host(
     # The second host was never touched: no task ran there and it has no new release directory.
     assert f"[{second.host.backend.host}]" not in output
     assert second.host.check_output(f"ls {second.vars['flask_uwsgi_base_dir']}/releases") == releases[1]
-    assert [release_of(app) for app in app_servers] == before
+    assert [app.current_release() for app in app_servers] == before
     assert stats["failed"] == 0, stats["errors"]
     assert set(stats["answers"]) == {"Hello from flask-demo release-2"}

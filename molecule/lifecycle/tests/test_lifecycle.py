@@ -154,12 +154,8 @@ def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, An
     return play.stdout, {**stats, "rc": play.returncode}
 
 
-def current_release(app: App) -> str:
-    return app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/current")
-
-
 def test_a_good_release_switches_over_without_a_failed_request(app: App, tmp_path: Path) -> None:
-    before, master = current_release(app), app.main_pid()
+    before, master = app.current_release(), app.main_pid()
     output, stats = under_load(
         app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-2"))}
     )
@@ -167,13 +163,13 @@ def test_a_good_release_switches_over_without_a_failed_request(app: App, tmp_pat
     assert stats["failed"] == 0, stats["errors"]
     assert stats["answers"].get("Hello from flask-demo release-2", 0) > 0
     assert stats["answers"].get("Hello from flask-demo", 0) > 0
-    assert current_release(app) != before
+    assert app.current_release() != before
     assert "release-2" in app.get("/")[1]
     assert app.main_pid() == master, "a graceful reload keeps the master"
 
 
 def test_a_broken_release_never_gets_traffic(app: App, tmp_path: Path) -> None:
-    before = current_release(app)
+    before = app.current_release()
     output, stats = under_load(
         app,
         tmp_path,
@@ -186,11 +182,11 @@ def test_a_broken_release_never_gets_traffic(app: App, tmp_path: Path) -> None:
     assert "No module named 'no_such_module_in_this_release'" in output
     assert stats["failed"] == 0, stats["errors"]
     assert set(stats["answers"]) == {"Hello from flask-demo release-2"}
-    assert current_release(app) == before
+    assert app.current_release() == before
 
 
 def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: App, tmp_path: Path) -> None:
-    before = current_release(app)
+    before = app.current_release()
     output, stats = under_load(app, tmp_path, "playbooks/rollback.yml", {})
     assert stats["rc"] == 0, output[-3000:]
     assert stats["failed"] == 0, stats["errors"]
@@ -206,7 +202,7 @@ def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
     releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
     print(f"after {keep} more deploys: {len(releases)} releases kept")
     assert len(releases) == keep
-    assert current_release(app).rpartition("/")[2] in releases
+    assert app.current_release().rpartition("/")[2] in releases
 
 
 # Runs inside the test host: GET /?n=0 .. /?n=COUNT-1, one every 10 ms, so each request has a

@@ -6,20 +6,14 @@ from typing import Any
 
 import pytest
 import yaml
-from flask_uwsgi_testing import PROJECT, ROLE_DEFAULTS, App, resolve
+from flask_uwsgi_testing import PROJECT, App, host_settings
 
 SITE = PROJECT / "examples" / "two-apps" / "site.yml"
 
 
-def app_settings(host: Any) -> dict[str, dict[str, Any]]:
-    """Each app's settings: the role's defaults, then the inventory, then the playbook's role vars."""
-    shared = yaml.safe_load(ROLE_DEFAULTS.read_text())
-    shared.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("flask_uwsgi_")})
-    roles = yaml.safe_load(SITE.read_text())[0]["roles"]
-    apps = [entry["vars"] for entry in roles if entry["role"] == "flask_uwsgi"]
-    return {own["flask_uwsgi_app_name"]: resolve({**shared, **own}) for own in apps}
-
-
 @pytest.fixture(scope="module")
 def apps(host: Any) -> dict[str, App]:
-    return {name: App(host=host, vars=settings) for name, settings in app_settings(host).items()}
+    """Each app by name, with the playbook's role vars over the role's defaults and the inventory."""
+    roles = yaml.safe_load(SITE.read_text())[0]["roles"]
+    own_vars = [entry["vars"] for entry in roles if entry["role"] == "flask_uwsgi"]
+    return {own["flask_uwsgi_app_name"]: App(host=host, vars=host_settings(host, **own)) for own in own_vars}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import CLIENT, App, demo_release, run_playbook
+from flask_uwsgi_testing import CLIENT, App, demo_release, request_in_host, run_playbook
 
 SITE = "examples/two-apps/site.yml"
 STYLE = Path(__file__).resolve().parents[3] / "examples" / "flask-demo" / "static" / "style.css"
@@ -13,9 +13,7 @@ STYLE = Path(__file__).resolve().parents[3] / "examples" / "flask-demo" / "stati
 
 def through_nginx(host: Any, port: int, path: str) -> tuple[str, str]:
     """One GET through nginx on the host; returns its status line and body."""
-    out = host.check_output("python3 -c %s %s http %s", CLIENT, f"127.0.0.1:{port}", path)
-    status, _, body = out.partition("\n\n")
-    return status, body
+    return request_in_host(host, f"127.0.0.1:{port}", path)
 
 
 def snapshot(app: App) -> dict[str, Any]:

@@ -164,6 +164,13 @@ def exposure(host: Any, unit: str) -> float:
     return float(match.group(1))
 
 
+def request_in_host(host: Any, address: str, path: str = "/", protocol: str = "http") -> tuple[str, str]:
+    """One GET from inside the host to address (host:port or a unix socket); its status line and body."""
+    out = host.check_output("python3 -c %s %s %s %s", CLIENT, address, protocol, path)
+    status, _, body = out.partition("\n\n")
+    return status, body
+
+
 def resolve(settings: dict[str, Any]) -> dict[str, Any]:
     """Render the templated defaults (e.g. "/run/{{ flask_uwsgi_app_name }}/uwsgi.pid") with the settings."""
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
@@ -208,6 +215,10 @@ class App:
     def main_pid(self) -> int:
         return int(self.show("MainPID"))
 
+    def current_release(self) -> str:
+        """The release directory the `current` link points at."""
+        return self.host.check_output(f"readlink {self.vars['flask_uwsgi_base_dir']}/current")
+
     def workers(self) -> list[int]:
         """PIDs of the master's children."""
         out = self.host.run(f"ps --ppid {self.main_pid()} -o pid=").stdout
@@ -216,9 +227,7 @@ class App:
     def get(self, path: str = "/") -> tuple[str, str]:
         """One GET to the app; returns its status line and body."""
         address, protocol = self.address
-        out = self.host.check_output("python3 -c %s %s %s %s", CLIENT, address, protocol, path)
-        status, _, body = out.partition("\n\n")
-        return status, body
+        return request_in_host(self.host, address, path, protocol)
 
     def wait_until(self, check: Any, timeout: float, what: str) -> float:
         """Poll check() until it is true; return the seconds it took, or fail after timeout."""
@@ -239,8 +248,13 @@ class App:
         return status.endswith("200 OK") and "Hello from flask-demo" in body
 
 
-@pytest.fixture(scope="module")
-def app(host: Any) -> App:
+def host_settings(host: Any, **own: Any) -> dict[str, Any]:
+    """An app's settings: the role's defaults, then the host's inventory, then own (a play's role vars)."""
     settings = yaml.safe_load(ROLE_DEFAULTS.read_text())
     settings.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("flask_uwsgi_")})
-    return App(host=host, vars=resolve(settings))
+    return resolve({**settings, **own})
+
+
+@pytest.fixture(scope="module")
+def app(host: Any) -> App:
+    return App(host=host, vars=host_settings(host))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import CLIENT, demo_release, deploy, exposure
+from flask_uwsgi_testing import demo_release, deploy, exposure, request_in_host
 
 UNIT = "flask-demo.service"
 ENV_FILE = "/etc/flask_uwsgi/flask-demo.env"
@@ -101,7 +101,7 @@ def main_pid(host: Any) -> str:
 
 def get(host: Any, path: str, address: str = "127.0.0.1:8000") -> tuple[int, str]:
     """One GET to the app from inside the host: its status code and body."""
-    status, _, body = host.check_output("python3 -c %s %s http %s", CLIENT, address, path).partition("\n\n")
+    status, body = request_in_host(host, address, path)
     return int(status.split()[1]), body.strip()
 
 

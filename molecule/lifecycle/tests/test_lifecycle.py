@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, deploy, load_during, run_playbook
+from flask_uwsgi_testing import App, demo_release, deploy, load_during, run_playbook, task_outcome
 
 
 def journal_since(app: App, since: float) -> str:
@@ -203,6 +203,33 @@ def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
     print(f"after {keep} more deploys: {len(releases)} releases kept")
     assert len(releases) == keep
     assert app.current_release().rpartition("/")[2] in releases
+
+
+BUILD_TASKS = (
+    "Copy the app's code into the release",
+    "Install uWSGI into the release's virtualenv",
+    "Install the app's requirements file into the release's virtualenv",
+)
+
+
+def test_a_release_is_built_once_and_a_build_cut_short_is_built_again(app: App, tmp_path: Path) -> None:
+    once = {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-once"))}
+    assert deploy(tmp_path, once).returncode == 0
+    release = app.current_release()
+    again = deploy(tmp_path, once)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in again.stdout
+    assert {task: task_outcome(again.stdout, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
+
+    # Another release goes live; then release-once loses its mark and a file, as a build cut short would.
+    other = deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-other"))})
+    assert other.returncode == 0, other.stdout[-3000:]
+    app.host.check_output(f"rm {release}/checked {release}/app/app.py")
+    rebuilt = deploy(tmp_path, once)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]
+    assert task_outcome(rebuilt.stdout, BUILD_TASKS[0]) == "changed"
+    assert app.current_release() == release
+    assert "release-once" in app.get("/")[1]
 
 
 # Runs inside the test host: GET /?n=0 .. /?n=COUNT-1, one every 10 ms, so each request has a

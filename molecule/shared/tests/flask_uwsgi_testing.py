@@ -146,6 +146,17 @@ def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subproc
     return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
 
 
+def task_outcome(output: str, task: str) -> str:
+    """How the first task whose name holds `task` ended in a play's output: ok, changed, skipping or failed."""
+    for block in output.split("\nTASK [")[1:]:
+        header, _, rest = block.partition("\n")
+        if task in header:
+            match = re.search(r"^(ok|changed|skipping|failed|fatal):", rest, re.MULTILINE)
+            assert match, f"no outcome for {header}"
+            return "failed" if match.group(1) == "fatal" else match.group(1)
+    raise AssertionError(f"no task named like {task!r} in the output")
+
+
 def demo_release(tmp_path: Path, name: str, *, before: str = "", after: str = "") -> Path:
     """A copy of the demo app whose greeting names the release, with code put before or after its own."""
     release = tmp_path / name

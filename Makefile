@@ -1,5 +1,6 @@
 # make demo: deploy the example app to a local Debian 12 systemd container and show its answer.
 # make test: lint everything, check the docs against the role, and run every Molecule scenario.
+# make bench: figures for deploy, serving, reload, stop and memory, written to docs/benchmarks.md.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := .venv
@@ -8,11 +9,12 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 TEST_IMAGE := flask-uwsgi-test:bookworm
 SCENARIOS := default unix_socket validation lifecycle multi_app cluster
 
-.PHONY: help venv docker image lint unit molecule test demo demo-clean clean
+.PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean
 
 help:
 	@echo "make demo    deploy examples/flask-demo to a local container and show its answer"
 	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
+	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 15 min)"
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -41,6 +43,13 @@ molecule: venv image
 	for scenario in $(SCENARIOS); do molecule test --scenario-name $$scenario; done
 
 test: lint unit molecule
+
+$(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
+	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed image
+	$(VENV)/bin/python bench/run.py
 
 demo: venv image
 	bash scripts/demo.sh

@@ -3,7 +3,9 @@
 
 For each fleet size: start that many Debian 12 systemd containers, run playbooks/deploy.yml on all
 of them in one batch (flask_uwsgi_serial=100%, forks from ansible.cfg), time it, run it again (the
-idempotent re-run) and time that, then remove the containers. Prints a table. On demand only:
+idempotent re-run) and time that, then remove the containers. On the largest fleet it then times
+the re-run again under each Ansible setting in SETTINGS, against the project's ansible.cfg, in the
+same run (ratios; absolute times on a shared machine are noisy). Prints two tables. On demand only:
 
     .venv/bin/python bench/fleet_deploy.py            # 1, 4 and 8 hosts
     .venv/bin/python bench/fleet_deploy.py 1 2        # other sizes
@@ -14,102 +16,78 @@ this machine compiles uWSGI once per host.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-IMAGE = os.environ.get("TEST_IMAGE", "flask-uwsgi-test:bookworm")
+from testhosts import DEMO_VARS, changed_count, remove_hosts, run_playbook, start_hosts, write_inventory
+
 PREFIX = "flask-uwsgi-bench-"
-SYSTEMD_FLAGS = [
-    "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-]  # fmt: skip
+# pyuwsgi, so that the figures show how Ansible scales, not how fast each host compiles uWSGI.
+FLEET_VARS = {**DEMO_VARS, "flask_uwsgi_uwsgi_package": "pyuwsgi", "flask_uwsgi_uwsgi_version": "2.0.30.post1"}
 
 
-def start_hosts(count: int) -> list[str]:
-    names = [f"{PREFIX}{n}" for n in range(1, count + 1)]
-    for name in names:
-        subprocess.run(
-            ["docker", "run", "--detach", "--name", name, "--hostname", name, *SYSTEMD_FLAGS, IMAGE],
-            check=True,
-            capture_output=True,
-        )
-    for name in names:
-        for _ in range(60):
-            state = subprocess.run(
-                ["docker", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True
-            ).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(0.5)
-    return names
+# Ansible settings compared on the largest fleet, as environment variables over ansible.cfg.
+SETTINGS: dict[str, dict[str, str]] = {
+    "ansible.cfg as shipped (forks 10, pipelining)": {},
+    "without pipelining": {"ANSIBLE_PIPELINING": "false"},
+    "forks 5 instead of 10": {"ANSIBLE_FORKS": "5"},
+    "with a fact cache (gathering smart, jsonfile)": {
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": "",  # filled in with a temporary directory
+    },
+    "with minimal facts (gather_subset min)": {"ANSIBLE_GATHER_SUBSET": "min"},
+}
 
 
-def remove_hosts() -> None:
-    found = subprocess.run(
-        ["docker", "ps", "--all", "--quiet", "--filter", f"name={PREFIX}"], capture_output=True, text=True
-    ).stdout.split()
-    if found:
-        subprocess.run(["docker", "rm", "--force", *found], check=True, capture_output=True)
+def timed_deploy(inventory: Path, names: list[str], settings: dict[str, str] | None = None) -> tuple[float, int]:
+    """Deploy to every host in one batch; the wall time and the number of changed tasks."""
+    took, output = run_playbook(inventory, "playbooks/deploy.yml", "-e", "flask_uwsgi_serial=100%", settings=settings)
+    return took, changed_count(output, names)
 
 
-def write_inventory(directory: Path, names: list[str]) -> Path:
-    hosts = "".join(f"    {name}:\n" for name in names)
-    (directory / "hosts.yml").write_text(
-        "app_servers:\n  hosts:\n" + hosts + "  vars:\n"
-        "    ansible_connection: community.docker.docker\n"
-        "    flask_uwsgi_app_name: flask-demo\n"
-        f"    flask_uwsgi_app_src: {PROJECT / 'examples' / 'flask-demo'}\n"
-        "    flask_uwsgi_uwsgi_package: pyuwsgi\n"
-        '    flask_uwsgi_uwsgi_version: "2.0.30.post1"\n'
-        "    flask_uwsgi_health_path: /health\n"
-    )
-    return directory
-
-
-def timed_deploy(inventory: Path) -> tuple[float, str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    start = time.monotonic()
-    play = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), "playbooks/deploy.yml", "-e", "flask_uwsgi_serial=100%"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    took = time.monotonic() - start
-    if play.returncode != 0:
-        sys.exit(f"deploy failed:\n{play.stdout[-4000:]}")
-    recap = [line for line in play.stdout.splitlines() if line.startswith(PREFIX)]
-    changed = sum(int(line.split("changed=")[1].split()[0]) for line in recap)
-    return took, f"changed={changed}"
+def compare_settings(inventory: Path, names: list[str], cache: Path) -> list[tuple[str, float]]:
+    """Time the idempotent re-run under each of SETTINGS; the fact cache gets one run to fill it first."""
+    rows = []
+    for name, settings in SETTINGS.items():
+        if "ANSIBLE_CACHE_PLUGIN_CONNECTION" in settings:
+            settings = {**settings, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)}
+            timed_deploy(inventory, names, settings)
+        took, _ = timed_deploy(inventory, names, settings)
+        rows.append((name, took))
+        print(f"  re-run {name}: {took:.1f} s", flush=True)
+    return rows
 
 
 def main(sizes: list[int]) -> None:
-    rows = []
+    rows, compared = [], []
     for count in sizes:
-        remove_hosts()
+        names = [f"{PREFIX}{n}" for n in range(1, count + 1)]
         try:
-            names = start_hosts(count)
+            start_hosts(names)
             with tempfile.TemporaryDirectory() as tmp:
-                inventory = write_inventory(Path(tmp), names)
-                fresh, _ = timed_deploy(inventory)
-                again, changed = timed_deploy(inventory)
+                inventory = write_inventory(Path(tmp), names, FLEET_VARS)
+                fresh, _ = timed_deploy(inventory, names)
+                again, changed = timed_deploy(inventory, names)
+                print(
+                    f"{count} hosts: fresh deploy {fresh:.0f} s, re-run {again:.0f} s (changed={changed})", flush=True
+                )
+                if count == max(sizes):
+                    compared = compare_settings(inventory, names, Path(tmp) / "facts")
         finally:
-            remove_hosts()
-        rows.append((count, fresh, again, changed))
-        print(f"{count} hosts: fresh deploy {fresh:.0f} s, re-run {again:.0f} s ({changed})", flush=True)
+            remove_hosts(names)
+        rows.append((count, fresh, again))
     base_fresh, base_again = rows[0][1], rows[0][2]
     print("\n| hosts | fresh deploy | vs 1 host | idempotent re-run | vs 1 host |")
     print("|---:|---:|---:|---:|---:|")
-    for count, fresh, again, _ in rows:
-        print(f"| {count} | {fresh:.0f} s | {fresh / base_fresh:.2f}x | {again:.0f} s | {again / base_again:.2f}x |")
+    for count, fresh, again in rows:
+        print(f"| {count} | {fresh:.0f} s | {fresh / base_fresh:.2f}x | {again:.1f} s | {again / base_again:.2f}x |")
+    shipped = compared[0][1]
+    print(f"\n| idempotent re-run on {max(sizes)} hosts | time | vs ansible.cfg |")
+    print("|---|---:|---:|")
+    for name, took in compared:
+        print(f"| {name} | {took:.1f} s | {took / shipped:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from typing import Any
 
 from flask_uwsgi_testing import CLIENT, App, demo_release, request_in_host, run_playbook
 
+PROJECT = Path(__file__).resolve().parents[3]
 SITE = "examples/two-apps/site.yml"
-STYLE = Path(__file__).resolve().parents[3] / "examples" / "flask-demo" / "static" / "style.css"
+STYLE = PROJECT / "examples" / "flask-demo" / "static" / "style.css"
 
 
 def through_nginx(host: Any, port: int, path: str) -> tuple[str, str]:
@@ -91,6 +92,26 @@ def test_new_code_for_one_app_reloads_that_app_only(apps: dict[str, App], tmp_pa
     assert not set(shop_after["workers"]) & set(shop_before["workers"]), "the shop's workers were reloaded"
     assert snapshot(blog) == blog_before, "the blog was reloaded or restarted"
     assert "Hello from flask-demo (pid" in blog.get("/")[1]
+
+
+def test_new_config_for_one_app_reloads_that_app_only(apps: dict[str, App], tmp_path: Path) -> None:
+    # The same site with one more uWSGI option for the shop, and the shop's code as it is now.
+    shop, blog = apps["shop"], apps["blog"]
+    site = (PROJECT / SITE).read_text()
+    shop_vars = "        flask_uwsgi_app_name: shop\n"
+    assert site.count(shop_vars) == 1
+    changed_site = tmp_path / "site.yml"
+    changed_site.write_text(site.replace(shop_vars, shop_vars + "        flask_uwsgi_harakiri: 45\n"))
+    sources = {"shop_src": str(demo_release(tmp_path, "shop-2")), "blog_src": str(PROJECT / "examples" / "flask-demo")}
+    shop_before, blog_before = snapshot(shop), snapshot(blog)
+    play = run_playbook(str(changed_site), sources, tmp_path)
+    assert play.returncode == 0, play.stdout[-3000:]
+    assert "harakiri = 45" in shop.host.check_output(f"cat {shop.ini}")
+    assert "Hello from flask-demo shop-2" in through_nginx(shop.host, 80, "/")[1], "the shop's code changed"
+    shop_after = snapshot(shop)
+    assert shop_after["master"] == shop_before["master"], "a graceful reload keeps the master"
+    assert not set(shop_after["workers"]) & set(shop_before["workers"]), "the shop's workers were reloaded"
+    assert snapshot(blog) == blog_before, "the blog was reloaded or restarted"
 
 
 def test_removing_one_app_leaves_the_other_running(apps: dict[str, App], tmp_path: Path) -> None:

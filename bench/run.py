@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""make bench: how fast the role deploys, serves, reloads and stops the demo app, in figures.
+
+1. Deploy: a fresh Debian 12 test host, the demo app with the role's defaults (uWSGI compiled by
+   pip), timed with the slowest tasks (profile_tasks); then the idempotent re-run. RUNS hosts.
+2. Serving: wrk on the host's loopback against the role's service and against other servers of
+   the same app started beside it (SERVERS), in ROUNDS interleaved rounds of SECONDS each.
+3. Stop, reload and failed requests during a reload under load, on the role's service.
+4. Memory of each worker (RSS and PSS) of the role's service after a round of load.
+
+Every figure is the median of its runs, and comparisons are ratios within this one run: the host
+shares this machine's cores with the controller and wrk. Prints the tables and writes them to
+docs/benchmarks.md, with docs/benchmarks.png. Run: make bench (or .venv/bin/python bench/run.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testhosts import (
+    DEMO_VARS,
+    PROJECT,
+    changed_count,
+    in_host,
+    remove_hosts,
+    run_playbook,
+    start_hosts,
+    write_inventory,
+)
+
+sys.path.insert(0, str(PROJECT / "molecule" / "shared" / "tests"))
+from flask_uwsgi_testing import LOADGEN
+
+HOST = "flask-uwsgi-bench-serving"
+RUNS = int(os.environ.get("BENCH_RUNS", 3))  # fresh deploys (each on a new host), stops, reloads
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # rounds of load against every server
+SECONDS = int(os.environ.get("BENCH_SECONDS", 10))  # length of one wrk run
+WRK = "wrk --threads 1 --connections 16 --latency"
+APP_DIR = "/opt/flask-demo/current/app"
+UWSGI = "/opt/flask-demo/current/venv/bin/uwsgi"
+DEMO = f"{UWSGI} --master --processes 2 --module app --callable app"
+TRIVIAL_APP = """\
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello"]
+"""
+
+
+@dataclass
+class Server:
+    """A way to serve the demo app: its port, and the command that starts it (None: the role's own service)."""
+
+    name: str
+    port: int
+    command: str | None = None
+
+
+# The role's service, the blog post this project grew from, gunicorn, and the fastest uWSGI found.
+SERVERS = [
+    Server("role defaults (http-socket, 2 processes)", 8000),
+    Server(
+        "blog post (http router, 2 processes x 2 threads, lazy-apps)",
+        9001,
+        f"{UWSGI} --http 127.0.0.1:9001 --master --processes 2 --threads 2 --lazy-apps --module app --callable app",
+    ),
+    Server("gunicorn sync, 2 workers", 9002, "/opt/bench/venv/bin/gunicorn --workers 2 --bind 127.0.0.1:9002 app:app"),
+    Server("uWSGI, no request log", 9003, f"{DEMO} --http-socket 127.0.0.1:9003 --disable-logging"),
+    Server(
+        "uWSGI, no request log, thunder-lock",
+        9004,
+        f"{DEMO} --http-socket 127.0.0.1:9004 --disable-logging --thunder-lock",
+    ),
+    Server(
+        "ceiling: trivial WSGI app, uWSGI, no request log",
+        9005,
+        f"{UWSGI} --master --processes 2 --wsgi-file /opt/bench/trivial.py --http-socket 127.0.0.1:9005"
+        " --disable-logging",
+    ),
+]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass
+class Deploys:
+    """Wall times of fresh deploys and their idempotent re-runs, and each task's times in the fresh ones."""
+
+    fresh: list[float] = field(default_factory=list)
+    again: list[float] = field(default_factory=list)
+    tasks: dict[str, list[float]] = field(default_factory=dict)
+
+
+# Ways to install uWSGI, each deployed to RUNS fresh hosts; the role's defaults come last, and the
+# last host stays up for the serving figures.
+INSTALLS = {
+    "pyuwsgi wheel from PyPI": {"flask_uwsgi_uwsgi_package": "pyuwsgi", "flask_uwsgi_uwsgi_version": "2.0.30.post1"},
+    "role defaults: uWSGI compiled by pip on the host": {},
+}
+
+
+def deploys(inventory_dir: Path) -> dict[str, Deploys]:
+    profile = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "100"}
+    figures = {}
+    for install, variables in INSTALLS.items():
+        inventory = write_inventory(inventory_dir, [HOST], {**DEMO_VARS, **variables})
+        figures[install] = runs = Deploys()
+        for _ in range(RUNS):
+            start_hosts([HOST])
+            took, output = run_playbook(inventory, "playbooks/deploy.yml", settings=profile)
+            runs.fresh.append(took)
+            for task, seconds in re.findall(r"^(\S.*?) -{3,} (\d+\.\d+)s$", output, re.MULTILINE):
+                runs.tasks.setdefault(task, []).append(float(seconds))
+            took, output = run_playbook(inventory, "playbooks/deploy.yml")
+            runs.again.append(took)
+            changed = changed_count(output, [HOST])
+            print(f"{install}: fresh {runs.fresh[-1]:.1f} s, re-run {took:.1f} s (changed={changed})", flush=True)
+    return figures
+
+
+def prepare_servers() -> None:
+    """wrk, gunicorn (in its own virtualenv, with the app's requirements) and the trivial app, in the host."""
+    in_host(HOST, "DEBIAN_FRONTEND=noninteractive apt-get install --yes --quiet wrk >/dev/null")
+    in_host(
+        HOST,
+        "mkdir -p /opt/bench && python3 -m venv /opt/bench/venv"
+        f" && /opt/bench/venv/bin/pip install --quiet gunicorn -r {APP_DIR}/requirements.txt",
+    )
+    in_host(HOST, f"cat > /opt/bench/trivial.py <<'EOF'\n{TRIVIAL_APP}EOF")
+
+
+def start(server: Server) -> None:
+    """Start the server as a transient unit, as the app's user, and wait until it answers."""
+    if server.command:
+        in_host(
+            HOST,
+            f"systemd-run --quiet --unit bench-{server.port} --uid flask-demo --gid flask-demo"
+            f" --working-directory {APP_DIR} {server.command}",
+        )
+    wait_until_answers(server.port)
+
+
+def stop(server: Server) -> None:
+    if server.command:
+        in_host(HOST, f"systemctl stop bench-{server.port}")
+
+
+def wait_until_answers(port: int) -> None:
+    in_host(
+        HOST,
+        "python3 -c 'import sys, time, urllib.request\n"
+        "for _ in range(300):\n"
+        "    try: urllib.request.urlopen(sys.argv[1], timeout=2).read(); break\n"
+        "    except OSError: time.sleep(0.1)\n"
+        'else: sys.exit("no answer")\' ' + f"http://127.0.0.1:{port}/",
+    )
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def parse_wrk(output: str) -> Load:
+    """Figures from wrk's report. (Its "read" socket errors count the connections that uWSGI and
+    gunicorn close after each answer, as HTTP/1.0 servers do, so they are not failures.)"""
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    assert "Non-2xx" not in output, output
+    return Load(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), ms("50%"), ms("99%"))
+
+
+def wrk(port: int, seconds: int = SECONDS) -> Load:
+    return parse_wrk(in_host(HOST, f"{WRK} --duration {seconds}s http://127.0.0.1:{port}/"))
+
+
+def serving() -> dict[str, list[Load]]:
+    """ROUNDS rounds; in each, every server in turn: start, 2 s of warm-up, SECONDS of load, stop."""
+    loads: dict[str, list[Load]] = {server.name: [] for server in SERVERS}
+    for round_ in range(1, ROUNDS + 1):
+        for server in SERVERS:
+            start(server)
+            wrk(server.port, 2)
+            loads[server.name].append(wrk(server.port))
+            stop(server)
+            print(f"round {round_}: {server.name}: {loads[server.name][-1].rps:.0f} requests/s", flush=True)
+    return loads
+
+
+def host_seconds(script: str) -> float:
+    """Wall time of a shell script measured inside the host (no docker exec in it)."""
+    out = in_host(HOST, f"s=$(date +%s%N); {script}; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))")
+    return int(out.split()[-1]) / 1000
+
+
+# Runs in the host: a reload, then GETs until a worker forked after it answers (the demo names its pid).
+RELOAD = r"""
+import subprocess, sys, time, urllib.request
+def pid():
+    return urllib.request.urlopen("http://127.0.0.1:8000/", timeout=30).read().decode().split("pid ")[1].rstrip(")\n")
+master = subprocess.check_output(["systemctl", "show", "-P", "MainPID", "flask-demo"], text=True).strip()
+old = set(subprocess.check_output(["pgrep", "-P", master], text=True).split())
+start = time.monotonic()
+subprocess.run(["systemctl", "reload", "flask-demo"], check=True)
+while pid() in old:
+    time.sleep(0.01)
+print(time.monotonic() - start)
+"""
+
+
+def stops_and_reloads() -> dict[str, list[float]]:
+    reload = "reload, until a new worker answers"
+    figures: dict[str, list[float]] = {"stop idle": [], "stop, 3 s request in flight": [], reload: []}
+    failed, total = [], []
+    for _ in range(RUNS):
+        figures["stop idle"].append(host_seconds("systemctl stop flask-demo"))
+        in_host(HOST, "systemctl start flask-demo")
+        wait_until_answers(8000)
+        slow = "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8000/slow?seconds=3\")'"
+        took = host_seconds(f"({slow} && touch /tmp/slow.ok) & sleep 0.5; systemctl stop flask-demo; wait")
+        in_host(HOST, "rm /tmp/slow.ok")  # the request in flight got its answer
+        figures["stop, 3 s request in flight"].append(round(took - 0.5, 3))
+        in_host(HOST, "systemctl start flask-demo")
+        wait_until_answers(8000)
+        figures[reload].append(round(float(in_host(HOST, f"python3 -c '{RELOAD}'")), 3))
+        # Counted by a client that checks every answer (a connection per request, 4 at a time).
+        loadgen = f"python3 -c {shlex.quote(LOADGEN)} 8000 4 {SECONDS} 100000 /nonexistent"
+        stats = json.loads(in_host(HOST, f"{loadgen} & sleep 3; systemctl reload flask-demo; wait"))
+        failed.append(stats["failed"])
+        total.append(stats["requests"])
+    figures["requests during a reload under load"] = total
+    figures["failed requests during a reload under load"] = failed
+    return figures
+
+
+def memory() -> dict[str, list[float]]:
+    """RSS and PSS (MiB) of each worker of the role's service, after a round of load."""
+    wrk(8000, 5)
+    master = in_host(HOST, "systemctl show -P MainPID flask-demo").strip()
+    figures: dict[str, list[float]] = {"RSS": [], "PSS": []}
+    for pid in in_host(HOST, f"pgrep -P {master}").split():
+        rollup = in_host(HOST, f"cat /proc/{pid}/smaps_rollup")
+        for key in figures:
+            figures[key].append(int(re.search(rf"^{key.title()}:\s+(\d+) kB", rollup, re.MULTILINE).group(1)) / 1024)
+    return figures
+
+
+def main() -> None:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            deployed = deploys(Path(tmp))
+            prepare_servers()
+            loads = serving()
+            lifecycle = stops_and_reloads()
+            mem = memory()
+    finally:
+        remove_hosts([HOST])
+    report = write_report(deployed, loads, lifecycle, mem)
+    print(report)
+
+
+def write_report(
+    deployed: dict[str, Deploys],
+    loads: dict[str, list[Load]],
+    lifecycle: dict[str, list[float]],
+    mem: dict[str, list[float]],
+) -> str:
+    defaults = median([load.rps for load in loads[SERVERS[0].name]])
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (bench/run.py). Medians of the runs given; ratios are taken within",
+        "this one run. The test host is a Debian 12 container on the same 2-core machine as the",
+        f"controller and the load generator (wrk, {WRK.split(' ', 1)[1]}, {SECONDS} s per run, loopback).",
+        "",
+        f"## Deploy (the demo app on a fresh host, {RUNS} hosts each)",
+        "",
+        "| how uWSGI is installed | fresh deploy (apt, pip, code, service answering) | idempotent re-run |",
+        "|---|---:|---:|",
+    ]
+    for install, runs in deployed.items():
+        fresh, again = (", ".join(f"{t:.1f}" for t in times) for times in (runs.fresh, runs.again))
+        lines.append(f"| {install} | {median(runs.fresh):.1f} s ({fresh}) | {median(runs.again):.1f} s ({again}) |")
+    install, runs = list(deployed.items())[-1]
+    lines += ["", f"Slowest tasks of the fresh deploy, {install} (profile_tasks, median):", ""]
+    lines += ["| task | seconds |", "|---|---:|"]
+    slowest = sorted(runs.tasks.items(), key=lambda item: -median(item[1]))[:8]
+    lines += [f"| {task} | {median(times):.1f} |" for task, times in slowest]
+    lines += [
+        "",
+        f"## Serving GET / of the demo app ({ROUNDS} rounds)",
+        "",
+        "| server | requests/s | vs role defaults | p50 | p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for server in SERVERS:
+        runs = loads[server.name]
+        rps = median([load.rps for load in runs])
+        lines.append(
+            f"| {server.name} | {rps:,.0f} | {rps / defaults:.2f}x | {median([load.p50_ms for load in runs]):.2f} ms |"
+            f" {median([load.p99_ms for load in runs]):.2f} ms |"
+        )
+    lines += ["", "## Stop and reload (the role's service)", "", "| | median | runs |", "|---|---:|---|"]
+    for what, values in lifecycle.items():
+        unit = "" if "requests" in what else " s"
+        lines.append(f"| {what} | {median(values):g}{unit} | {', '.join(f'{v:g}' for v in values)} |")
+    lines += [
+        "",
+        "## Memory per worker (the role's service, after load)",
+        "",
+        "| | median | workers |",
+        "|---|---:|---|",
+    ]
+    for what, values in mem.items():
+        lines.append(f"| {what} | {median(values):.1f} MiB | {', '.join(f'{v:.1f}' for v in values)} |")
+    lines += ["", "![Requests per second and p99 latency](benchmarks.png)", ""]
+    report = "\n".join(lines)
+    docs = PROJECT / "docs"
+    docs.mkdir(exist_ok=True)
+    (docs / "benchmarks.md").write_text(report)
+    chart(loads, docs / "benchmarks.png")
+    return report
+
+
+def chart(loads: dict[str, list[Load]], path: Path) -> None:
+    """Requests per second of each server, with its p99 latency written beside its bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [server.name for server in SERVERS]
+    rps = [median([load.rps for load in loads[name]]) for name in names]
+    p99 = [median([load.p99_ms for load in loads[name]]) for name in names]
+    figure, axes = plt.subplots(figsize=(9, 3.6))
+    bars = axes.barh(names[::-1], rps[::-1], color=["#888"] * (len(names) - 1) + ["#2a7"])
+    for bar, latency in zip(bars, p99[::-1], strict=True):
+        axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" p99 {latency:.1f} ms", va="center")
+    axes.set_xlabel("requests per second (median), GET / of the demo app")
+    axes.set_xlim(0, max(rps) * 1.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,7 +46,10 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", 10))  # length of one wrk run
 WRK = "wrk --threads 1 --connections 16 --latency"
 APP_DIR = "/opt/flask-demo/current/app"
 UWSGI = "/opt/flask-demo/current/venv/bin/uwsgi"
-DEMO = f"{UWSGI} --master --processes 2 --module app --callable app"
+# The role's own ini for the demo, less what would clash with the running service (its address,
+# pidfile, stop hook) and its request-log switch: the variants below add those back as they need.
+ROLE_INI = "/opt/bench/role.ini"
+ROLE = f"{UWSGI} --ini {ROLE_INI}"
 TRIVIAL_APP = """\
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -60,28 +63,53 @@ class Server:
 
     name: str
     port: int
-    command: str | None = None
+    command: str = ""
+    ceiling: bool = False  # a candidate for the fastest uWSGI settings for the demo app
 
 
-# The role's service, the blog post this project grew from, gunicorn, and the fastest uWSGI found.
+def uwsgi_with_role_options(port: int, *options: str) -> str:
+    return f"{ROLE} --http-socket 127.0.0.1:{port} {' '.join(options)}"
+
+
+# The role's service, then what it is compared with: its own options with requests logged, the
+# blog post this project grew from, gunicorn, and the uWSGI settings tried for the fastest.
 SERVERS = [
-    Server("role defaults (http-socket, 2 processes)", 8000),
+    Server("role defaults (http-socket, 2 processes, no request lines)", 8000, ceiling=True),
+    Server("role defaults with request lines in the journal", 9001, uwsgi_with_role_options(9001)),
     Server(
         "blog post (http router, 2 processes x 2 threads, lazy-apps)",
-        9001,
-        f"{UWSGI} --http 127.0.0.1:9001 --master --processes 2 --threads 2 --lazy-apps --module app --callable app",
+        9002,
+        f"{UWSGI} --http 127.0.0.1:9002 --master --processes 2 --threads 2 --lazy-apps --module app --callable app",
     ),
-    Server("gunicorn sync, 2 workers", 9002, "/opt/bench/venv/bin/gunicorn --workers 2 --bind 127.0.0.1:9002 app:app"),
-    Server("uWSGI, no request log", 9003, f"{DEMO} --http-socket 127.0.0.1:9003 --disable-logging"),
+    Server("gunicorn sync, 2 workers", 9003, "/opt/bench/venv/bin/gunicorn --workers 2 --bind 127.0.0.1:9003 app:app"),
     Server(
-        "uWSGI, no request log, thunder-lock",
+        "role defaults outside the unit's sandbox",
+        9008,
+        uwsgi_with_role_options(9008, "--disable-logging"),
+        ceiling=True,
+    ),
+    Server(
+        "role defaults + thunder-lock",
         9004,
-        f"{DEMO} --http-socket 127.0.0.1:9004 --disable-logging --thunder-lock",
+        uwsgi_with_role_options(9004, "--disable-logging", "--thunder-lock"),
+        ceiling=True,
     ),
     Server(
-        "ceiling: trivial WSGI app, uWSGI, no request log",
+        "role defaults + cpu-affinity 1",
         9005,
-        f"{UWSGI} --master --processes 2 --wsgi-file /opt/bench/trivial.py --http-socket 127.0.0.1:9005"
+        uwsgi_with_role_options(9005, "--disable-logging", "--cpu-affinity", "1"),
+        ceiling=True,
+    ),
+    Server(
+        "role defaults without harakiri, max-requests, reload-on-rss",
+        9006,
+        uwsgi_with_role_options(9006, "--disable-logging", "--harakiri 0 --max-requests 0 --reload-on-rss 0"),
+        ceiling=True,
+    ),
+    Server(
+        "a trivial WSGI app instead, uWSGI, no request lines",
+        9007,
+        f"{UWSGI} --master --processes 2 --wsgi-file /opt/bench/trivial.py --http-socket 127.0.0.1:9007"
         " --disable-logging",
     ),
 ]
@@ -136,6 +164,11 @@ def prepare_servers() -> None:
         f" && /opt/bench/venv/bin/pip install --quiet gunicorn -r {APP_DIR}/requirements.txt",
     )
     in_host(HOST, f"cat > /opt/bench/trivial.py <<'EOF'\n{TRIVIAL_APP}EOF")
+    in_host(
+        HOST,
+        "grep -Ev '^(http-socket|pidfile|hook-master-start|disable-logging) ' /etc/flask_uwsgi/flask-demo.ini"
+        f" > {ROLE_INI}",
+    )
 
 
 def start(server: Server) -> None:
@@ -314,6 +347,15 @@ def write_report(
             f"| {server.name} | {rps:,.0f} | {rps / defaults:.2f}x | {median([load.p50_ms for load in runs]):.2f} ms |"
             f" {median([load.p99_ms for load in runs]):.2f} ms |"
         )
+    rps = {server.name: median([load.rps for load in loads[server.name]]) for server in SERVERS}
+    gunicorn = rps[next(server.name for server in SERVERS if server.name.startswith("gunicorn"))]
+    ceiling_name = max((server.name for server in SERVERS if server.ceiling), key=rps.__getitem__)
+    lines += [
+        "",
+        f"- Role defaults vs gunicorn sync, as many workers: **{defaults / gunicorn:.2f}x** (target: 1.5x or more).",
+        f"- Role defaults vs the fastest uWSGI settings tried for the same app ({ceiling_name}):"
+        f" **{defaults / rps[ceiling_name]:.0%}** (target: 90% or more).",
+    ]
     lines += ["", "## Stop and reload (the role's service)", "", "| | median | runs |", "|---|---:|---|"]
     for what, values in lifecycle.items():
         unit = "" if "requests" in what else " s"

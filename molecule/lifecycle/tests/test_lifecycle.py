@@ -245,7 +245,7 @@ for n in range(count):
 
 def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path: Path) -> None:
     log = f"/var/log/{app.name}/uwsgi.log"
-    play = deploy(tmp_path, {"flask_uwsgi_log_file": log})
+    play = deploy(tmp_path, {"flask_uwsgi_log_file": log, "flask_uwsgi_log_requests": True})
     assert play.returncode == 0, play.stdout[-3000:]
     master, count = app.main_pid(), 600
     port = app.address[0].rpartition(":")[2]

@@ -172,6 +172,21 @@ def test_app_answers_with_the_demo_response(app: App) -> None:
     assert '"status":"ok"' in body.replace(" ", "")
 
 
+def test_requests_are_logged_only_when_asked(app: App) -> None:
+    path = f"/health?logged={time.time_ns()}"
+    assert app.get(path)[0].endswith("200 OK")
+
+    def journal() -> str:
+        return app.host.check_output(f"journalctl SYSLOG_IDENTIFIER={app.name} --no-pager --output cat")
+
+    if app.vars["flask_uwsgi_log_requests"]:
+        app.wait_until(lambda: path in journal(), timeout=5, what="the request's line in the journal")
+    else:
+        time.sleep(1)
+        assert path not in journal()
+    assert "spawned uWSGI worker" in journal(), "uWSGI's own messages reach the journal either way"
+
+
 def test_killed_worker_is_respawned(app: App) -> None:
     master, workers = app.main_pid(), app.workers()
     victim = workers[-1]

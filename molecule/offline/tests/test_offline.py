@@ -89,7 +89,7 @@ def test_the_airgapped_host_installed_everything_from_the_wheel_directory(airgap
     status, body = airgapped.get("/")
     assert status.endswith("200 OK"), (status, body)
     assert "Hello from flask-demo" in body
-    assert venv_versions(airgapped, "pyuwsgi", "flask") == ["2.0.30.post1", "3.1.3"]
+    assert venv_versions(airgapped, "pyuwsgi", "flask", "six") == ["2.0.30.post1", "3.1.3", "1.17.0"]
     # The host's copy holds exactly the controller's wheels, byte for byte.
     controller = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -106,9 +106,10 @@ def test_the_proxied_host_installed_through_the_private_index_trusting_its_ca(pr
     status, body = proxied.get("/")
     assert status.endswith("200 OK"), (status, body)
     assert "Hello from flask-demo" in body
-    assert venv_versions(proxied, "pyuwsgi", "flask") == ["2.0.30.post1", "3.1.3"]
+    assert venv_versions(proxied, "pyuwsgi", "flask", "six") == ["2.0.30.post1", "3.1.3", "1.17.0"]
     index_log = proxied.host.check_output("journalctl --unit pypi-internal --no-pager --output cat")
-    for page in ("/simple/pyuwsgi/", "/simple/flask/", "/simple/werkzeug/"):
+    # uWSGI, a requirement, one of its dependencies and the extra package each came from there.
+    for page in ("/simple/pyuwsgi/", "/simple/flask/", "/simple/werkzeug/", "/simple/six/"):
         assert f'"GET {page} HTTP/1.1" 200' in index_log, page
     ca = proxied.host.file(f"/etc/flask_uwsgi/{proxied.name}.pip-ca.pem")
     assert (ca.user, ca.group, ca.mode) == ("root", "root", 0o644)

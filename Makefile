@@ -7,7 +7,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 TEST_IMAGE := flask-uwsgi-test:bookworm
-SCENARIOS := default unix_socket validation lifecycle multi_app cluster
+SCENARIOS := default unix_socket validation lifecycle multi_app cluster offline
 
 .PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean
 

@@ -140,7 +140,9 @@ def test_uwsgi_was_compiled_on_one_host_and_runs_on_both(compiled: App) -> None:
 
 def test_check_mode_compiles_nothing_and_says_where_it_would(compiled: list[App], tmp_path: Path) -> None:
     empty_the_wheel_caches(compiled)
-    play = deploy(tmp_path, {}, "--check", "--limit", "compiled")
+    # New code, so a real run would build a release (an unchanged one needs no uWSGI at all).
+    src = demo_release(tmp_path, "release-check")
+    play = deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}, "--check", "--limit", "compiled")
     assert play.returncode == 0, play.stdout[-3000:]
     compiler, other = (app.host.backend.host for app in compiled)
     # One batch per host (serial 1): the first would compile, the second would take its wheel.

@@ -76,6 +76,22 @@ BAD_INPUT = [
         ["flask_uwsgi_log_file must be", "/var/log/flask-demo/"],
     ),
     ("log-rotate-unknown", {"flask_uwsgi_log_rotate": "hourly"}, ["flask_uwsgi_log_rotate", "daily, weekly, monthly"]),
+    (
+        "pip-index-without-scheme",
+        {"flask_uwsgi_pip_index_url": "pypi.example.com/simple"},
+        ["flask_uwsgi_pip_index_url must be", "'pypi.example.com/simple'"],
+    ),
+    (
+        "pip-wheel-dir-missing",
+        {"flask_uwsgi_pip_wheel_dir": "/nonexistent/wheels"},
+        ["flask_uwsgi_pip_wheel_dir must be", "'/nonexistent/wheels'"],
+    ),
+    (
+        "pip-ca-bundle-missing",
+        {"flask_uwsgi_pip_ca_bundle": "/nonexistent/ca.pem"},
+        ["flask_uwsgi_pip_ca_bundle must be", "'/nonexistent/ca.pem'"],
+    ),
+    ("wheel-cache-relative", {"flask_uwsgi_wheel_cache": "wheels"}, ["flask_uwsgi_wheel_cache must be", "'wheels'"]),
     ("socket-mode-not-octal", {"flask_uwsgi_socket_mode": "999"}, ["flask_uwsgi_socket_mode must be three octal"]),
     (
         "extra-option-bad-name",

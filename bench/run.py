@@ -71,43 +71,52 @@ def uwsgi_with_role_options(port: int, *options: str) -> str:
     return f"{ROLE} --http-socket 127.0.0.1:{port} {' '.join(options)}"
 
 
-# The role's service, then what it is compared with: its own options with requests logged, the
-# blog post this project grew from, gunicorn, and the uWSGI settings tried for the fastest.
+# The role's service, then what it is compared with: the blog post this project grew from, gunicorn,
+# and the role's own ini run beside the service (so outside its systemd sandbox) with one change
+# each; those and the service are the candidates for the fastest uWSGI settings for this app.
+NO_SANDBOX = "role's ini outside the unit's sandbox"
 SERVERS = [
-    Server("role defaults (http-socket, 2 processes, no request lines)", 8000, ceiling=True),
-    Server("role defaults with request lines in the journal", 9001, uwsgi_with_role_options(9001)),
+    Server("role defaults (the service: http-socket, 2 processes, no request lines)", 8000, ceiling=True),
     Server(
         "blog post (http router, 2 processes x 2 threads, lazy-apps)",
         9002,
         f"{UWSGI} --http 127.0.0.1:9002 --master --processes 2 --threads 2 --lazy-apps --module app --callable app",
     ),
     Server("gunicorn sync, 2 workers", 9003, "/opt/bench/venv/bin/gunicorn --workers 2 --bind 127.0.0.1:9003 app:app"),
+    Server(NO_SANDBOX, 9008, uwsgi_with_role_options(9008, "--disable-logging"), ceiling=True),
+    Server(f"{NO_SANDBOX}, with request lines in the journal", 9001, uwsgi_with_role_options(9001)),
     Server(
-        "role defaults outside the unit's sandbox",
-        9008,
-        uwsgi_with_role_options(9008, "--disable-logging"),
+        f"{NO_SANDBOX}, 2 threads per process",
+        9009,
+        uwsgi_with_role_options(9009, "--disable-logging --threads 2"),
         ceiling=True,
     ),
     Server(
-        "role defaults + thunder-lock",
+        f"{NO_SANDBOX}, 4 processes",
+        9010,
+        uwsgi_with_role_options(9010, "--disable-logging --processes 4"),
+        ceiling=True,
+    ),
+    Server(
+        f"{NO_SANDBOX}, thunder-lock",
         9004,
-        uwsgi_with_role_options(9004, "--disable-logging", "--thunder-lock"),
+        uwsgi_with_role_options(9004, "--disable-logging --thunder-lock"),
         ceiling=True,
     ),
     Server(
-        "role defaults + cpu-affinity 1",
+        f"{NO_SANDBOX}, cpu-affinity 1",
         9005,
-        uwsgi_with_role_options(9005, "--disable-logging", "--cpu-affinity", "1"),
+        uwsgi_with_role_options(9005, "--disable-logging --cpu-affinity 1"),
         ceiling=True,
     ),
     Server(
-        "role defaults without harakiri, max-requests, reload-on-rss",
+        f"{NO_SANDBOX}, no harakiri, max-requests, reload-on-rss",
         9006,
-        uwsgi_with_role_options(9006, "--disable-logging", "--harakiri 0 --max-requests 0 --reload-on-rss 0"),
+        uwsgi_with_role_options(9006, "--disable-logging --harakiri 0 --max-requests 0 --reload-on-rss 0"),
         ceiling=True,
     ),
     Server(
-        "a trivial WSGI app instead, uWSGI, no request lines",
+        "a trivial WSGI app instead, uWSGI, 2 processes, no request lines",
         9007,
         f"{UWSGI} --master --processes 2 --wsgi-file /opt/bench/trivial.py --http-socket 127.0.0.1:9007"
         " --disable-logging",

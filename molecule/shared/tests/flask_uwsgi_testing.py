@@ -185,6 +185,8 @@ def request_in_host(host: Any, address: str, path: str = "/", protocol: str = "h
 def resolve(settings: dict[str, Any]) -> dict[str, Any]:
     """Render the templated defaults (e.g. "/run/{{ flask_uwsgi_app_name }}/uwsgi.pid") with the settings."""
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
+    # The one lookup the defaults use: lookup('env', NAME), the controller's environment.
+    env.globals["lookup"] = lambda plugin, name: os.environ.get(name, "") if plugin.endswith("env") else ""
     for _ in range(4):
         settings = {
             key: env.from_string(value).render(settings) if isinstance(value, str) else value

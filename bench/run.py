@@ -273,20 +273,24 @@ print(time.monotonic() - start)
 """
 
 
+def start_service() -> None:
+    """Start the role's service again after a stop, and wait until it answers."""
+    in_host(HOST, "systemctl start flask-demo")
+    wait_until_answers(8000)
+
+
 def stops_and_reloads() -> dict[str, list[float]]:
     reload = "reload, until a new worker answers"
     figures: dict[str, list[float]] = {"stop idle": [], "stop, 3 s request in flight": [], reload: []}
     failed, total = [], []
     for _ in range(RUNS):
         figures["stop idle"].append(host_seconds("systemctl stop flask-demo"))
-        in_host(HOST, "systemctl start flask-demo")
-        wait_until_answers(8000)
+        start_service()
         slow = "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8000/slow?seconds=3\")'"
         took = host_seconds(f"({slow} && touch /tmp/slow.ok) & sleep 0.5; systemctl stop flask-demo; wait")
         in_host(HOST, "rm /tmp/slow.ok")  # the request in flight got its answer
         figures["stop, 3 s request in flight"].append(round(took - 0.5, 3))
-        in_host(HOST, "systemctl start flask-demo")
-        wait_until_answers(8000)
+        start_service()
         figures[reload].append(round(float(in_host(HOST, f"python3 -c '{RELOAD}'")), 3))
         # Counted by a client that checks every answer (a connection per request, 4 at a time).
         loadgen = f"python3 -c {shlex.quote(LOADGEN)} 8000 4 {SECONDS} 100000 /nonexistent"

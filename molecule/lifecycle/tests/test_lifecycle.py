@@ -105,21 +105,9 @@ def test_harakiri_kills_a_stuck_request_and_only_its_worker(app: App) -> None:
     assert app.answers()
 
 
-# uWSGI recycles no worker younger than this (min-worker-lifetime, 10 s by default).
-MIN_WORKER_LIFETIME = 10
-
-
-def wait_for_workers_past_min_lifetime(app: App) -> None:
-    def old_enough() -> bool:
-        ages = [int(app.host.check_output(f"ps -o etimes= -p {pid}")) for pid in app.workers()]
-        return bool(ages) and min(ages) > MIN_WORKER_LIFETIME
-
-    app.wait_until(old_enough, timeout=MIN_WORKER_LIFETIME + 20, what="the workers pass min-worker-lifetime")
-
-
 def test_max_requests_recycles_workers(app: App) -> None:
     limit = int(app.vars["flask_uwsgi_max_requests"])
-    wait_for_workers_past_min_lifetime(app)
+    app.wait_for_workers_past_min_lifetime()
     master, before = app.main_pid(), set(app.workers())
     for _ in range(3 * limit):
         assert app.answers()
@@ -132,7 +120,7 @@ def test_max_requests_recycles_workers(app: App) -> None:
 
 def test_reload_on_rss_replaces_a_worker_that_grew(app: App) -> None:
     limit = int(app.vars["flask_uwsgi_reload_on_rss"])
-    wait_for_workers_past_min_lifetime(app)
+    app.wait_for_workers_past_min_lifetime()
     status, body = app.get(f"/leak?mb={limit + 16}")
     assert status.endswith("200 OK")
     grown = int(re.search(r"in pid (\d+)", body).group(1))

@@ -56,6 +56,9 @@ print(body.decode())
 # Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port (one
 # connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
 # were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
+# uWSGI replaces no worker younger than this on a limit (min-worker-lifetime, 10 s by default).
+MIN_WORKER_LIFETIME = 10
+
 LOADGEN = r"""
 import http.client, json, os, sys, threading, time
 port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
@@ -255,6 +258,15 @@ class App:
                 journal = self.host.run(f"journalctl --unit {self.unit} --lines 30 --no-pager").stdout
                 pytest.fail(f"{what}: not within {timeout} s. Journal:\n{journal}")
             time.sleep(0.2)
+
+    def wait_for_workers_past_min_lifetime(self) -> None:
+        """Wait until every worker is old enough for uWSGI to replace it on a limit."""
+
+        def old_enough() -> bool:
+            ages = [int(self.host.check_output(f"ps -o etimes= -p {pid}")) for pid in self.workers()]
+            return bool(ages) and min(ages) > MIN_WORKER_LIFETIME
+
+        self.wait_until(old_enough, timeout=MIN_WORKER_LIFETIME + 20, what="the workers pass min-worker-lifetime")
 
     def answers(self) -> bool:
         status, body = self.get("/")

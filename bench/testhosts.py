@@ -12,6 +12,10 @@ from pathlib import Path
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The test suites' helpers: the benchmarks run the playbooks and load the app as the tests do.
+sys.path.insert(0, str(PROJECT / "molecule" / "shared" / "tests"))
+from flask_uwsgi_testing import ansible_env  # noqa: E402
+
 IMAGE = os.environ.get("TEST_IMAGE", "flask-uwsgi-test:bookworm")
 # systemd as PID 1 without --privileged (which fails on some machines): see README, How the tests run.
 SYSTEMD_FLAGS = [
@@ -61,14 +65,11 @@ def write_inventory(directory: Path, names: list[str], variables: dict[str, obje
 
 def run_playbook(inventory: Path, *args: str, settings: dict[str, str] | None = None) -> tuple[float, str]:
     """Run ansible-playbook from the project; return its wall time and output, or exit with its output."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **(settings or {})}
-    # ansible-playbook from the interpreter's own virtualenv, even when it is not on PATH.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     start = time.monotonic()
     play = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), *args],
         cwd=PROJECT,
-        env=env,
+        env=ansible_env(**(settings or {})),
         capture_output=True,
         text=True,
         timeout=3600,

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +121,16 @@ def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[
     return result, stats
 
 
+def ansible_env(**settings: str) -> dict[str, str]:
+    """The environment the project's playbooks run in, from tests and benchmarks: the project's
+    ansible.cfg, plain text to read, ansible-playbook from this interpreter's virtualenv, and settings."""
+    # Molecule sets ANSIBLE_FORCE_COLOR, which beats NOCOLOR.
+    env = {key: value for key, value in os.environ.items() if key != "ANSIBLE_FORCE_COLOR"}
+    env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **settings)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def run_playbook(
     playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
@@ -130,13 +141,10 @@ def run_playbook(
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps(extra_vars))
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    # Plain text for the tests to read: Molecule sets ANSIBLE_FORCE_COLOR, which beats NOCOLOR.
-    env = {key: value for key, value in os.environ.items() if key != "ANSIBLE_FORCE_COLOR"}
-    env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     return subprocess.run(
         ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}", *options],
         cwd=PROJECT,
-        env=env,
+        env=ansible_env(),
         capture_output=True,
         text=True,
         timeout=900,

@@ -43,7 +43,11 @@ HOST = "flask-uwsgi-bench-serving"
 RUNS = int(os.environ.get("BENCH_RUNS", 3))  # fresh deploys (each on a new host), stops, reloads
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # rounds of load against every server
 SECONDS = int(os.environ.get("BENCH_SECONDS", 10))  # length of one wrk run
-WRK = "wrk --threads 1 --connections 16 --latency"
+CONNECTIONS = 16  # wrk's connections, each a request at a time
+WRK = "wrk --threads 1 --latency"
+# A burst: far more connections at once than workers. The kernel queues up to `listen` of them for
+# the workers to accept; past that it drops the handshakes, and the clients retry after a second.
+BURST_CONNECTIONS = 512
 APP_DIR = "/opt/flask-demo/current/app"
 UWSGI = "/opt/flask-demo/current/venv/bin/uwsgi"
 # The role's own ini for the demo, less what would clash with the running service (its address,
@@ -126,6 +130,14 @@ SERVERS = [
         f"{UWSGI} --master --processes 2 --wsgi-file /opt/bench/trivial.py --http-socket 127.0.0.1:9007"
         " --disable-logging",
     ),
+]
+
+# The role's ini under a burst, with uWSGI's own listen queue (100) and the role's default (1024).
+BURST_SERVERS = [
+    Server(
+        f"{NO_SANDBOX}, listen {listen}", port, uwsgi_with_role_options(port, f"--disable-logging --listen {listen}")
+    )
+    for listen, port in ((100, 9012), (1024, 9013))
 ]
 
 
@@ -253,20 +265,20 @@ def parse_wrk(output: str) -> Load:
     return Load(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), ms("50%"), ms("99%"))
 
 
-def wrk(port: int, seconds: int = SECONDS) -> Load:
-    return parse_wrk(in_host(HOST, f"{WRK} --duration {seconds}s http://127.0.0.1:{port}/"))
+def wrk(port: int, seconds: int = SECONDS, connections: int = CONNECTIONS) -> Load:
+    return parse_wrk(in_host(HOST, f"{WRK} --connections {connections} --duration {seconds}s http://127.0.0.1:{port}/"))
 
 
-def serving() -> dict[str, list[Load]]:
+def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, list[Load]]:
     """ROUNDS rounds; in each, every server in turn: start, 2 s of warm-up, SECONDS of load, stop."""
-    loads: dict[str, list[Load]] = {server.name: [] for server in SERVERS}
+    loads: dict[str, list[Load]] = {server.name: [] for server in servers}
     for round_ in range(1, ROUNDS + 1):
-        for server in SERVERS:
+        for server in servers:
             start(server)
-            wrk(server.port, 2)
-            loads[server.name].append(wrk(server.port))
+            wrk(server.port, 2, connections)
+            loads[server.name].append(load := wrk(server.port, connections=connections))
             stop(server)
-            print(f"round {round_}: {server.name}: {loads[server.name][-1].rps:.0f} requests/s", flush=True)
+            print(f"round {round_}: {server.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
     return loads
 
 
@@ -320,15 +332,38 @@ def stops_and_reloads() -> dict[str, list[float]]:
     return figures
 
 
-def memory() -> dict[str, list[float]]:
-    """RSS and PSS (MiB) of each worker of the role's service, after a round of load."""
-    wrk(8000, 5)
-    master = in_host(HOST, "systemctl show -P MainPID flask-demo").strip()
-    figures: dict[str, list[float]] = {"RSS": [], "PSS": []}
-    for pid in in_host(HOST, f"pgrep -P {master}").split():
-        rollup = in_host(HOST, f"cat /proc/{pid}/smaps_rollup")
-        for key in figures:
-            figures[key].append(int(re.search(rf"^{key.title()}:\s+(\d+) kB", rollup, re.MULTILINE).group(1)) / 1024)
+@dataclass
+class Memory:
+    """RSS and PSS (MiB) of each worker of a uWSGI master, and the PSS of the master and workers together."""
+
+    rss: list[float]
+    pss: list[float]
+    total_pss: float
+
+
+def memory(unit: str, port: int) -> Memory:
+    """The memory of a uWSGI service's processes after a round of load."""
+    wrk(port, 5)
+    master = in_host(HOST, f"systemctl show -P MainPID {unit}").strip()
+
+    def rollup(pid: str, key: str) -> float:
+        text = in_host(HOST, f"cat /proc/{pid}/smaps_rollup")
+        return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) / 1024
+
+    workers = in_host(HOST, f"pgrep -P {master}").split()
+    pss = [rollup(pid, "Pss") for pid in workers]
+    return Memory([rollup(pid, "Rss") for pid in workers], pss, rollup(master, "Pss") + sum(pss))
+
+
+# The role's ini with the app loaded in each worker instead of once in the master (lazy-apps).
+LAZY = Server(f"{NO_SANDBOX}, lazy-apps", 9014, uwsgi_with_role_options(9014, "--disable-logging --lazy-apps"))
+
+
+def memories() -> dict[str, Memory]:
+    figures = {"role defaults (the service)": memory("flask-demo", 8000)}
+    start(LAZY)
+    figures[LAZY.name] = memory(f"bench-{LAZY.port}", LAZY.port)
+    stop(LAZY)
     return figures
 
 
@@ -337,20 +372,22 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             deployed = deploys(Path(tmp))
             prepare_servers()
-            loads = serving()
+            loads = serving(SERVERS)
+            burst = serving(BURST_SERVERS, BURST_CONNECTIONS)
             lifecycle = stops_and_reloads()
-            mem = memory()
+            mem = memories()
     finally:
         remove_hosts([HOST])
-    report = write_report(deployed, loads, lifecycle, mem)
+    report = write_report(deployed, loads, burst, lifecycle, mem)
     print(report)
 
 
 def write_report(
     deployed: dict[str, Deploys],
     loads: dict[str, list[Load]],
+    burst: dict[str, list[Load]],
     lifecycle: dict[str, list[float]],
-    mem: dict[str, list[float]],
+    mem: dict[str, Memory],
 ) -> str:
     defaults = median([load.rps for load in loads[SERVERS[0].name]])
     lines = [
@@ -358,7 +395,8 @@ def write_report(
         "",
         "Written by `make bench` (bench/run.py). Medians of the runs given; ratios are taken within",
         "this one run. The test host is a Debian 12 container on the same 2-core machine as the",
-        f"controller and the load generator (wrk, {WRK.split(' ', 1)[1]}, {SECONDS} s per run, loopback).",
+        f"controller and the load generator (wrk, {WRK.split(' ', 1)[1]} --connections {CONNECTIONS},"
+        f" {SECONDS} s per run, loopback).",
         "",
         f"## Deploy (the demo app on a fresh host, {RUNS} hosts each)",
         "",
@@ -380,13 +418,7 @@ def write_report(
         "| server | requests/s | vs role defaults | p50 | p99 |",
         "|---|---:|---:|---:|---:|",
     ]
-    for server in SERVERS:
-        runs = loads[server.name]
-        rps = median([load.rps for load in runs])
-        lines.append(
-            f"| {server.name} | {rps:,.0f} | {rps / defaults:.2f}x | {median([load.p50_ms for load in runs]):.2f} ms |"
-            f" {median([load.p99_ms for load in runs]):.2f} ms |"
-        )
+    lines += load_rows(loads, defaults)
     rps = {server.name: median([load.rps for load in loads[server.name]]) for server in SERVERS}
     gunicorn_name = next(server.name for server in SERVERS if server.name.startswith("gunicorn"))
     gunicorn = rps[gunicorn_name]
@@ -401,19 +433,31 @@ def write_report(
         f"- Role defaults vs the fastest uWSGI settings tried for the same app ({ceiling_name}):"
         f" **{defaults / rps[ceiling_name]:.0%}** (target: 90% or more).",
     ]
+    lines += [
+        "",
+        f"## A burst: {BURST_CONNECTIONS} connections at once ({ROUNDS} rounds)",
+        "",
+        "The kernel queues up to `listen` connections for the workers; past that it drops handshakes,",
+        "and those clients retry after a second.",
+        "",
+        "| server | requests/s | vs the first | p50 | p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += load_rows(burst, median([load.rps for load in burst[BURST_SERVERS[0].name]]))
     lines += ["", "## Stop and reload (the role's service)", "", "| | median | runs |", "|---|---:|---|"]
     for what, values in lifecycle.items():
         unit = "" if "requests" in what else " s"
         lines.append(f"| {what} | {median(values):g}{unit} | {', '.join(f'{v:g}' for v in values)} |")
     lines += [
         "",
-        "## Memory per worker (the role's service, after load)",
+        "## Memory (after load)",
         "",
-        "| | median | workers |",
-        "|---|---:|---|",
+        "| | RSS per worker | PSS per worker | PSS of the master and its workers |",
+        "|---|---:|---:|---:|",
     ]
-    for what, values in mem.items():
-        lines.append(f"| {what} | {median(values):.1f} MiB | {', '.join(f'{v:.1f}' for v in values)} |")
+    for name, figures in mem.items():
+        rss, pss = (", ".join(f"{v:.1f}" for v in values) for values in (figures.rss, figures.pss))
+        lines.append(f"| {name} | {rss} MiB | {pss} MiB | {figures.total_pss:.1f} MiB |")
     lines += ["", "![Requests per second and p99 latency](benchmarks.png)", ""]
     report = "\n".join(lines)
     docs = PROJECT / "docs"
@@ -421,6 +465,16 @@ def write_report(
     (docs / "benchmarks.md").write_text(report)
     chart(loads, docs / "benchmarks.png")
     return report
+
+
+def load_rows(loads: dict[str, list[Load]], base_rps: float) -> list[str]:
+    """A table row per server: medians of requests/s (and its ratio to base_rps), p50 and p99."""
+    rows = []
+    for name, runs in loads.items():
+        rps = median([load.rps for load in runs])
+        p50, p99 = median([load.p50_ms for load in runs]), median([load.p99_ms for load in runs])
+        rows.append(f"| {name} | {rps:,.0f} | {rps / base_rps:.2f}x | {p50:.2f} ms | {p99:.2f} ms |")
+    return rows
 
 
 def chart(loads: dict[str, list[Load]], path: Path) -> None:

@@ -54,12 +54,12 @@ print(body.decode())
 """
 
 
-# Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port (one
-# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
-# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
 # uWSGI replaces no worker younger than this on a limit (min-worker-lifetime, 10 s by default).
 MIN_WORKER_LIFETIME = 10
 
+# Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port (one
+# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
+# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
 LOADGEN = r"""
 import http.client, json, os, sys, threading, time
 port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])

@@ -398,7 +398,7 @@ def write_report(
         f"controller and the load generator (wrk, {WRK.split(' ', 1)[1]} --connections {CONNECTIONS},"
         f" {SECONDS} s per run, loopback).",
         "",
-        f"## Deploy (the demo app on a fresh host, {RUNS} hosts each)",
+        "## Deploy (the demo app on fresh hosts, one per run)",
         "",
         "| how uWSGI is installed | fresh deploy (apt, pip, code, service answering) | idempotent re-run |",
         "|---|---:|---:|",

@@ -396,7 +396,8 @@ def write_report(
         "Written by `make bench` (bench/run.py). Medians of the runs given; ratios are taken within",
         "this one run. The test host is a Debian 12 container on the same 2-core machine as the",
         f"controller and the load generator (wrk, {WRK.split(' ', 1)[1]} --connections {CONNECTIONS},"
-        f" {SECONDS} s per run, loopback).",
+        f" {SECONDS} s per run, loopback). wrk corrects its latencies for stalls: it adds the requests",
+        "that would have arrived during one at the measured rate, so a stall shows in p99 as its share of the run.",
         "",
         "## Deploy (the demo app on fresh hosts, one per run)",
         "",

@@ -110,15 +110,25 @@ def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[
     stop_file = "/tmp/loadgen.stop"
     host.run(f"rm -f {stop_file}")
     with ThreadPoolExecutor(1) as pool:
-        load = pool.submit(host.check_output, "python3 -c %s %s 4 300 100000 %s", LOADGEN, str(port), stop_file)
+        load = pool.submit(run_load, host, port, 4, 300, 100_000, stop_file)
         time.sleep(2)
         result = action()
         time.sleep(2)
         host.run(f"touch {stop_file}")
-        stats = json.loads(load.result())
+        return result, load.result()
+
+
+def run_load(
+    host: Any, port: int, clients: int, seconds: int, most: int, stop_file: str = "/nonexistent"
+) -> dict[str, Any]:
+    """Run the load generator in the host until it stops (see LOADGEN); return its figures, with a
+    printable summary under "figures"."""
+    args = [str(arg) for arg in (port, clients, seconds, most)]
+    out = host.check_output("python3 -c %s %s %s %s %s %s", LOADGEN, *args, stop_file)
+    stats = json.loads(out)
     requests, failed, worst = stats["requests"], stats["failed"], stats["worst_ms"]
     stats["figures"] = f"{requests} requests, {failed} failed, worst latency {worst:.0f} ms"
-    return result, stats
+    return stats
 
 
 def ansible_env(**settings: str) -> dict[str, str]:

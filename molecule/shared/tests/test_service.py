@@ -6,13 +6,12 @@ runs the same suite against its own settings. The stop test runs last and starts
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
 
 import pytest
-from flask_uwsgi_testing import CLIENT, LOADGEN, App, exposure
+from flask_uwsgi_testing import CLIENT, App, exposure, run_load
 
 
 def ini_entries(app: App) -> list[tuple[str, str]]:
@@ -199,11 +198,8 @@ def test_steady_load_is_served_by_the_same_workers(app: App) -> None:
     master, workers = app.main_pid(), app.workers()
     # Some worker serves at least 6000 of them: past the 5000 that was the default before make bench.
     requests = 6000 * int(app.vars["flask_uwsgi_processes"])
-    out = app.host.check_output(
-        "python3 -c %s %s 16 120 %s /nonexistent", LOADGEN, address.rsplit(":", 1)[1], str(requests)
-    )
-    stats = json.loads(out)
-    print(f"{stats['requests']} requests, {stats['failed']} failed, worst latency {stats['worst_ms']:.0f} ms")
+    stats = run_load(app.host, int(address.rsplit(":", 1)[1]), clients=16, seconds=120, most=requests)
+    print(stats["figures"])
     assert (stats["requests"], stats["failed"]) == (requests, 0)
     assert (app.main_pid(), app.workers()) == (master, workers)
 

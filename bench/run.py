@@ -346,13 +346,14 @@ def memory(unit: str, port: int) -> Memory:
     wrk(port, 5)
     master = in_host(HOST, f"systemctl show -P MainPID {unit}").strip()
 
-    def rollup(pid: str, key: str) -> float:
+    def rollup(pid: str) -> dict[str, float]:
+        """The process's Rss and Pss, in MiB, from one read of its smaps_rollup."""
         text = in_host(HOST, f"cat /proc/{pid}/smaps_rollup")
-        return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) / 1024
+        return {key: int(value) / 1024 for key, value in re.findall(r"^(Rss|Pss):\s+(\d+) kB", text, re.MULTILINE)}
 
-    workers = in_host(HOST, f"pgrep -P {master}").split()
-    pss = [rollup(pid, "Pss") for pid in workers]
-    return Memory([rollup(pid, "Rss") for pid in workers], pss, rollup(master, "Pss") + sum(pss))
+    workers = [rollup(pid) for pid in in_host(HOST, f"pgrep -P {master}").split()]
+    pss = [worker["Pss"] for worker in workers]
+    return Memory([worker["Rss"] for worker in workers], pss, rollup(master)["Pss"] + sum(pss))
 
 
 # The role's ini with the app loaded in each worker instead of once in the master (lazy-apps).

@@ -1,4 +1,5 @@
-# make demo: deploy the example app to a local Debian 12 systemd container and show its answer.
+# make demo: deploy the example app to a local Debian 12 systemd container and show its answer
+#            (make demo DEBIAN=13: to a Debian 13 one).
 # make test: lint everything, check the docs against the role, and run every Molecule scenario.
 # make bench: figures for deploy, serving, reload, stop and memory, written to docs/benchmarks.md.
 SHELL := /bin/bash
@@ -6,13 +7,15 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-TEST_IMAGE := flask-uwsgi-test:bookworm
+# The test hosts' images: Debian 12 and 13, which the role supports, and 11, which it must refuse.
+TEST_SUITES := bookworm trixie bullseye
+DEBIAN ?= 12
 SCENARIOS := default unix_socket validation lifecycle multi_app cluster offline
 
 .PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean
 
 help:
-	@echo "make demo    deploy examples/flask-demo to a local container and show its answer"
+	@echo "make demo    deploy examples/flask-demo to a local Debian 12 container and show its answer (DEBIAN=13: Debian 13)"
 	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
 	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 15 min)"
 
@@ -28,7 +31,7 @@ docker:
 	bash scripts/ensure-docker.sh
 
 image: docker
-	bash scripts/build-test-image.sh bookworm $(TEST_IMAGE)
+	for suite in $(TEST_SUITES); do bash scripts/build-test-image.sh $$suite; done
 
 lint: venv
 	yamllint --strict .
@@ -51,11 +54,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 bench: $(VENV)/.bench-installed image
 	$(VENV)/bin/python bench/run.py
 
-demo: venv image
-	bash scripts/demo.sh
+demo: venv docker
+	DEBIAN=$(DEBIAN) bash scripts/demo.sh
 
 demo-clean: docker
-	docker rm --force flask-uwsgi-demo
+	docker rm --force flask-uwsgi-demo-debian12 flask-uwsgi-demo-debian13
 
 clean:
 	rm -rf $(VENV)

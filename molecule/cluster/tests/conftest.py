@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
-import testinfra
-from flask_uwsgi_testing import App, host_settings
-
-APP_HOSTS = ("flask-uwsgi-cluster-app1", "flask-uwsgi-cluster-app2")
-
-
-def testinfra_host(name: str) -> Any:
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+from flask_uwsgi_testing import App, host_settings, scenario_hosts
 
 
 @pytest.fixture(scope="module")
 def balancer() -> Any:
-    return testinfra_host("flask-uwsgi-cluster-lb")
+    [host] = scenario_hosts("load_balancers")
+    return host
 
 
 @pytest.fixture(scope="module")
 def app_servers() -> list[App]:
-    hosts = [testinfra_host(name) for name in APP_HOSTS]
-    return [App(host=host, vars=host_settings(host)) for host in hosts]
+    """The app servers by name: app1 first, as in the inventory and so in a rolling deploy."""
+    return [App(host=host, vars=host_settings(host)) for host in scenario_hosts("app_servers")]

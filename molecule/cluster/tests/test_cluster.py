@@ -18,6 +18,8 @@ def rollout(balancer: Any, tmp_path: Path, name: str, **release: str) -> tuple[s
 
 
 def test_the_balancer_spreads_requests_over_both_app_servers(balancer: Any, app_servers: list[App]) -> None:
+    # The fleet mixes releases, so every rollout below crosses from Debian 12 to Debian 13.
+    assert [app.debian() for app in app_servers] == [12, 13]
     pids = set()
     for _ in range(20):
         status, body = request_in_host(balancer, "127.0.0.1:80")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, deploy, load_during, run_playbook, task_outcome
+from flask_uwsgi_testing import App, demo_release, load_during, task_outcome
 
 
 def journal_since(app: App, since: float) -> str:
@@ -137,7 +137,7 @@ def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
 def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Run a playbook while the load generator runs in the host; return its output and the load's figures."""
     port = int(app.address[0].rpartition(":")[2])
-    play, stats = load_during(app.host, port, lambda: run_playbook(playbook, extra_vars, tmp_path))
+    play, stats = load_during(app.host, port, lambda: app.run_playbook(playbook, extra_vars, tmp_path))
     print(f"{playbook} under load: {stats['figures']}")
     return play.stdout, {**stats, "rc": play.returncode}
 
@@ -185,7 +185,7 @@ def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: 
 def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
     keep = int(app.vars["flask_uwsgi_keep_releases"])
     for n in range(3, 3 + keep):
-        play = deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))})
+        play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))})
         assert play.returncode == 0, play.stdout[-3000:]
     releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
     print(f"after {keep} more deploys: {len(releases)} releases kept")
@@ -202,18 +202,18 @@ BUILD_TASKS = (
 
 def test_a_release_is_built_once_and_a_build_cut_short_is_built_again(app: App, tmp_path: Path) -> None:
     once = {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-once"))}
-    assert deploy(tmp_path, once).returncode == 0
+    assert app.deploy(tmp_path, once).returncode == 0
     release = app.current_release()
-    again = deploy(tmp_path, once)
+    again = app.deploy(tmp_path, once)
     assert again.returncode == 0, again.stdout[-3000:]
     assert "changed=0" in again.stdout
     assert {task: task_outcome(again.stdout, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
 
     # Another release goes live; then release-once loses its mark and a file, as a build cut short would.
-    other = deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-other"))})
+    other = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-other"))})
     assert other.returncode == 0, other.stdout[-3000:]
     app.host.check_output(f"rm {release}/checked {release}/app/app.py")
-    rebuilt = deploy(tmp_path, once)
+    rebuilt = app.deploy(tmp_path, once)
     assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]
     assert task_outcome(rebuilt.stdout, BUILD_TASKS[0]) == "changed"
     assert app.current_release() == release
@@ -233,7 +233,7 @@ for n in range(count):
 
 def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path: Path) -> None:
     log = f"/var/log/{app.name}/uwsgi.log"
-    play = deploy(tmp_path, {"flask_uwsgi_log_file": log, "flask_uwsgi_log_requests": True})
+    play = app.deploy(tmp_path, {"flask_uwsgi_log_file": log, "flask_uwsgi_log_requests": True})
     assert play.returncode == 0, play.stdout[-3000:]
     master, count = app.main_pid(), 600
     port = app.address[0].rpartition(":")[2]
@@ -255,7 +255,7 @@ def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path
 
 
 def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_path: Path) -> None:
-    first = run_playbook("playbooks/remove.yml", {}, tmp_path)
+    first = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
     assert app.show("LoadState") == "not-found"
     assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc != 0
@@ -265,6 +265,6 @@ def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_pa
         assert not app.host.file(path).exists, path
     assert not app.host.socket("tcp://" + app.vars["flask_uwsgi_http_socket"]).is_listening
 
-    second = run_playbook("playbooks/remove.yml", {}, tmp_path)
+    second = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
     assert second.returncode == 0
     assert "changed=0" in second.stdout

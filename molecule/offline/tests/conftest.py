@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
-import testinfra
-from flask_uwsgi_testing import App, host_settings
+from flask_uwsgi_testing import App, host_settings, scenario_hosts
 
 
 def app_on(name: str) -> App:
-    host = testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+    [host] = scenario_hosts(name)
     return App(host=host, vars=host_settings(host))
 
 
@@ -27,8 +25,11 @@ def proxied() -> App:
 
 @pytest.fixture(scope="module")
 def compiled() -> list[App]:
-    """The two hosts of the compiled group, in inventory order: the first is the one that compiles."""
-    return [app_on("flask-uwsgi-offline-compile1"), app_on("flask-uwsgi-offline-compile2")]
+    """The hosts of the compiled group, in inventory order: two Debian 12 hosts, of which the first
+    compiles for both, and a Debian 13 host, which compiles for its own platform."""
+    apps = [app_on(f"flask-uwsgi-offline-compile{n}") for n in (1, 2, 3)]
+    assert [app.debian() for app in apps] == [12, 12, 13]
+    return apps
 
 
 @pytest.fixture(scope="module", params=["airgapped", "proxied"])

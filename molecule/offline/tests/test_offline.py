@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import App, demo_release, deploy
+from flask_uwsgi_testing import App, demo_release, deploy, task_runs
 
-WHEEL_KEY = "debian-12-cpython-311-linux-x86_64"
-HOST_UWSGI_WHEELS = f"/var/cache/flask_uwsgi/uwsgi/{WHEEL_KEY}"
+# The platform each compiled wheel fits, by Debian release.
+WHEEL_KEYS = {12: "debian-12-cpython-311-linux-x86_64", 13: "debian-13-cpython-313-linux-x86_64"}
 COMPILE_TASK = "pip | Compile uWSGI into a wheel"
 COPY_TASK = "pip | Copy the compiled uWSGI from the controller's cache"
 # Not in /tmp, which is mounted noexec in the test hosts.
@@ -29,17 +29,6 @@ def pip_download(host: Any, *args: str) -> Any:
     return host.run(
         f"{PROBE}/bin/pip download --no-deps --retries 1 --timeout 5 --dest {PROBE}-files " + " ".join(args)
     )
-
-
-def outcomes(output: str, task: str) -> list[dict[str, str]]:
-    """For each run of a task whose name holds `task` (one per batch), how it ended on each host."""
-    runs = []
-    for block in output.split("\nTASK [")[1:]:
-        header, _, rest = block.partition("\n")
-        if task in header:
-            found = re.findall(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", rest, re.MULTILINE)
-            runs.append({host: outcome for outcome, host in found})
-    return runs
 
 
 def installed(host: Any, package: str) -> bool:
@@ -56,8 +45,20 @@ def sha256_in_host(host: Any, path: str) -> str:
     return host.check_output(f"sha256sum {path}").split()[0]
 
 
+def wheel_key(app: App) -> str:
+    return WHEEL_KEYS[app.debian()]
+
+
 def cached_wheels(app: App) -> list[Path]:
-    return sorted((Path(app.vars["flask_uwsgi_wheel_cache"]) / WHEEL_KEY).glob("*.whl"))
+    """The wheels in the controller's cache for the app's platform."""
+    return sorted((Path(app.vars["flask_uwsgi_wheel_cache"]) / wheel_key(app)).glob("*.whl"))
+
+
+def installed_the_cached_wheel(app: App) -> bool:
+    """The host's copy of its platform's compiled wheel is the one in the controller's cache."""
+    [wheel] = cached_wheels(app)
+    on_host = sha256_in_host(app.host, f"/var/cache/flask_uwsgi/uwsgi/{wheel_key(app)}/{wheel.name}")
+    return on_host == hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
 def runs_compiled_uwsgi(app: App) -> bool:
@@ -123,19 +124,18 @@ def test_the_proxied_host_installed_through_the_private_index_trusting_its_ca(pr
     assert trusted.rc == 0, trusted.stdout + trusted.stderr
 
 
-def test_uwsgi_was_compiled_on_one_host_and_runs_on_both(compiled: App) -> None:
-    compiler, other = compiled
-    assert installed(compiler.host, "gcc")
-    assert not installed(other.host, "gcc")
-    assert not installed(other.host, "python3-dev")
-    [wheel] = cached_wheels(compiler)
+def test_uwsgi_was_compiled_once_per_platform_and_runs_everywhere(compiled: list[App]) -> None:
+    compiler12, other12, compiler13 = compiled
+    assert [installed(app.host, "gcc") for app in compiled] == [True, False, True]
+    assert not installed(other12.host, "python3-dev")
     for app in compiled:
         assert runs_compiled_uwsgi(app)
         assert venv_versions(app, "uwsgi") == ["2.0.31"]
         assert app.answers()
-        # Both installed the one wheel in the controller's cache.
-        on_host = sha256_in_host(app.host, f"{HOST_UWSGI_WHEELS}/{wheel.name}")
-        assert on_host == hashlib.sha256(wheel.read_bytes()).hexdigest()
+        # Each installed the one wheel of its platform in the controller's cache.
+        assert len(cached_wheels(app)) == 1
+        assert installed_the_cached_wheel(app)
+    assert cached_wheels(compiler12) != cached_wheels(compiler13)
 
 
 def test_check_mode_compiles_nothing_and_says_where_it_would(compiled: list[App], tmp_path: Path) -> None:
@@ -144,16 +144,21 @@ def test_check_mode_compiles_nothing_and_says_where_it_would(compiled: list[App]
     src = demo_release(tmp_path, "release-check")
     play = deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}, "--check", "--limit", "compiled")
     assert play.returncode == 0, play.stdout[-3000:]
-    compiler, other = (app.host.backend.host for app in compiled)
-    # One batch per host (serial 1): the first would compile, the second would take its wheel.
-    assert outcomes(play.stdout, COMPILE_TASK) == [{compiler: "changed"}, {other: "skipping"}]
-    assert cached_wheels(compiled[0]) == []
+    compiler12, other12, compiler13 = (app.host.backend.host for app in compiled)
+    # One batch per host (serial 1): the first of each platform would compile, the second Debian 12
+    # host would take the first one's wheel.
+    assert task_runs(play.stdout, COMPILE_TASK) == [
+        {compiler12: "changed"},
+        {other12: "skipping"},
+        {compiler13: "changed"},
+    ]
     for app in compiled:
+        assert cached_wheels(app) == []
         assert not app.host.file("/var/cache/flask_uwsgi/uwsgi").exists
         assert not app.host.file("/var/cache/flask_uwsgi/build").exists
 
 
-def test_serial_batches_compile_once_and_the_next_batch_takes_the_cached_wheel(
+def test_serial_batches_compile_once_per_platform_and_later_batches_take_the_cached_wheel(
     compiled: list[App], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     empty_the_wheel_caches(compiled)
@@ -163,26 +168,20 @@ def test_serial_batches_compile_once_and_the_next_batch_takes_the_cached_wheel(
     play = deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}, "--limit", "compiled")
     took = time.monotonic() - start
     assert play.returncode == 0, play.stdout[-3000:]
-    compiler, other = compiled
-    assert outcomes(play.stdout, COMPILE_TASK) == [
-        {compiler.host.backend.host: "changed"},
-        {other.host.backend.host: "skipping"},
+    compiler12, other12, compiler13 = (app.host.backend.host for app in compiled)
+    assert task_runs(play.stdout, COMPILE_TASK) == [
+        {compiler12: "changed"},
+        {other12: "skipping"},
+        {compiler13: "changed"},
     ]
-    assert outcomes(play.stdout, COPY_TASK) == [
-        {compiler.host.backend.host: "ok"},
-        {other.host.backend.host: "changed"},
-    ]
-    [wheel] = cached_wheels(compiler)
+    assert task_runs(play.stdout, COPY_TASK) == [{compiler12: "ok"}, {other12: "changed"}, {compiler13: "ok"}]
     for app in compiled:
         assert "Hello from flask-demo release-2" in app.get("/")[1]
         assert runs_compiled_uwsgi(app)
-        assert (
-            sha256_in_host(app.host, f"{HOST_UWSGI_WHEELS}/{wheel.name}")
-            == hashlib.sha256(wheel.read_bytes()).hexdigest()
-        )
-    assert not installed(other.host, "gcc")
-    compile_time = re.search(re.escape(COMPILE_TASK) + r".*?-+ ([0-9.]+)s", play.stdout)
+        assert installed_the_cached_wheel(app)
+    assert not installed(compiled[1].host, "gcc")
+    compile_times = re.findall(re.escape(COMPILE_TASK) + r".*?-+ ([0-9.]+)s", play.stdout)
     print(
-        f"serial deploy of a new release to 2 hosts, uWSGI compiled once: {took:.0f} s;",
-        f"the compile took {compile_time[1] if compile_time else '?'} s",
+        f"serial deploy of a new release to 3 hosts of 2 platforms, uWSGI compiled once per platform: {took:.0f} s;",
+        f"the compiles took {' s and '.join(compile_times) or '?'} s",
     )

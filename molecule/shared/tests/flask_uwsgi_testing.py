@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import jinja2
 import pytest
+import testinfra
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -167,15 +168,34 @@ def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subproc
     return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
 
 
-def task_outcome(output: str, task: str) -> str:
-    """How the first task whose name holds `task` ended in a play's output: ok, changed, skipping or failed."""
-    for block in output.split("\nTASK [")[1:]:
+def task_runs(output: str, task: str) -> list[dict[str, str]]:
+    """How each run of the tasks or handlers whose title holds `task` ended, host by host, in a play's
+    output: one {host: ok|changed|skipping|failed} per run (a play with serial runs a task once per
+    batch). Fails when no task has that title, so that a renamed task cannot pass a test unchecked."""
+    runs = []
+    for block in re.split(r"^(?:TASK|RUNNING HANDLER) \[", output, flags=re.MULTILINE)[1:]:
         header, _, rest = block.partition("\n")
         if task in header:
-            match = re.search(r"^(ok|changed|skipping|failed|fatal):", rest, re.MULTILINE)
-            assert match, f"no outcome for {header}"
-            return "failed" if match.group(1) == "fatal" else match.group(1)
-    raise AssertionError(f"no task named like {task!r} in the output")
+            found = re.findall(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", rest, re.MULTILINE)
+            runs.append({host: "failed" if outcome == "fatal" else outcome for outcome, host in found})
+    assert runs, f"no task or handler named like {task!r} in the output"
+    return runs
+
+
+def task_outcome(output: str, task: str) -> str:
+    """How the first task whose title holds `task` ended in a play on one host: ok, changed, skipping or failed."""
+    [(_, outcome)] = task_runs(output, task)[0].items()
+    return outcome
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP's counts per host: {host: {"ok": 3, "changed": 0, "failed": 1, ...}}."""
+    counts = {
+        host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+        for host, line in re.findall(r"^(\S+)\s+: (ok=.*)$", output.partition("PLAY RECAP")[2], re.MULTILINE)
+    }
+    assert counts, f"no PLAY RECAP in the output:\n{output[-3000:]}"
+    return counts
 
 
 def demo_release(tmp_path: Path, name: str, *, before: str = "", after: str = "") -> Path:
@@ -286,9 +306,29 @@ class App:
 
         self.wait_until(old_enough, timeout=MIN_WORKER_LIFETIME + 20, what="the workers pass min-worker-lifetime")
 
+    def run_playbook(self, playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str) -> Any:
+        """Run one of the project's playbooks against this app's host only (the scenario may have more)."""
+        return run_playbook(playbook, extra_vars, tmp_path, "--limit", self.host.backend.host, *options)
+
+    def deploy(self, tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> Any:
+        """Run playbooks/deploy.yml against this app's host only, with these settings."""
+        return self.run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
+
+    def debian(self) -> int:
+        """The host's Debian major version."""
+        return int(self.host.file("/etc/debian_version").content_string.split(".")[0])
+
     def answers(self) -> bool:
         status, body = self.get("/")
         return status.endswith("200 OK") and "Hello from flask-demo" in body
+
+
+def scenario_hosts(pattern: str) -> list[Any]:
+    """The testinfra hosts of the scenario's inventory that an Ansible host pattern names, by name."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    hosts = testinfra.get_hosts([f"ansible://{pattern}?ansible_inventory={inventory}"])
+    assert hosts, f"no host in the scenario's inventory matches {pattern!r}"
+    return sorted(hosts, key=lambda host: host.backend.host)
 
 
 def host_settings(host: Any, **own: Any) -> dict[str, Any]:

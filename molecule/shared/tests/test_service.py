@@ -131,10 +131,23 @@ def test_listen_queue_has_the_configured_size(app: App) -> None:
     assert columns[columns.index("LISTEN") + 2] == str(app.vars["flask_uwsgi_listen"])
 
 
-def test_unit_exposure_is_at_most_2(app: App) -> None:
-    score = exposure(app.host, app.unit)
-    print(f"systemd-analyze security {app.unit}: {score}")
-    assert score <= 2.0
+def chowns_its_socket(app: App) -> bool:
+    """Whether uWSGI hands its unix socket to another group (chown-socket), which needs chown."""
+    return app.vars["flask_uwsgi_socket"].startswith("/") and (
+        app.vars["flask_uwsgi_socket_group"] != app.vars["flask_uwsgi_group"]
+    )
+
+
+def test_unit_exposure_is_at_most_1_2_or_1_4_with_chown_socket(app: App) -> None:
+    # systemd-analyze weighs ~@privileged as a whole: allowing chown back for chown-socket costs 0.2.
+    score, most = exposure(app.host, app.unit), 1.4 if chowns_its_socket(app) else 1.2
+    print(f"Debian {app.debian()}: systemd-analyze security {app.unit}: {score}")
+    assert score <= most
+
+
+def test_service_umask_keeps_new_files_to_the_app_user(app: App) -> None:
+    status = app.host.check_output(f"grep Umask /proc/{app.main_pid()}/status")
+    assert status.split() == ["Umask:", "0077"]
 
 
 def as_the_app_user(app: App, command: str, sandboxed: bool = True) -> int:
@@ -157,10 +170,23 @@ def test_app_writes_only_where_it_may(app: App) -> None:
     try:
         assert as_the_app_user(app, f"touch {owned}/outside", sandboxed=False) == 0
         venv = f"{app.vars['flask_uwsgi_base_dir']}/current/venv/bin"
-        for path in [owned, "/etc", "/etc/flask_uwsgi", app.vars["flask_uwsgi_chdir"], venv]:
+        # /run/lock is open to every user outside the sandbox; ProtectSystem= alone left it writable.
+        assert as_the_app_user(app, "touch /run/lock/outside", sandboxed=False) == 0
+        app.host.run("rm -f /run/lock/outside")
+        for path in [owned, "/etc", "/etc/flask_uwsgi", app.vars["flask_uwsgi_chdir"], venv, "/run/lock"]:
             assert as_the_app_user(app, f"touch {path}/written-by-the-app") != 0, path
     finally:
         app.host.run(f"rm -rf {owned}")
+
+
+def test_app_has_a_tmp_of_its_own(app: App) -> None:
+    """PrivateTmp=: the app's /tmp is not the host's; on Debian 13 ("disconnected") it is not even a
+    directory of the host's /tmp, where systemd 252 keeps it."""
+    name = f"from-the-app-{time.time_ns()}"
+    assert as_the_app_user(app, f"touch /tmp/{name}") == 0
+    assert not app.host.file(f"/tmp/{name}").exists
+    kept_on_host = app.host.run(f"find /tmp -maxdepth 1 -name 'systemd-private-*-{app.unit}-*'").stdout.split()
+    assert len(kept_on_host) == (0 if app.debian() >= 13 else 1), kept_on_host
 
 
 def test_app_answers_with_the_demo_response(app: App) -> None:

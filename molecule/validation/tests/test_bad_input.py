@@ -1,8 +1,8 @@
-"""Bad input is refused before the host changes, and check mode changes nothing on a bare host.
+"""Bad input is refused before a host changes, and check mode changes nothing on a bare host.
 
-Each case runs the real `playbooks/deploy.yml` against the scenario's bare test host with one
-wrong setting, and checks the play's message and that nothing on the host changed. The host is
-still bare when this file ends; test_deploys.py deploys to it.
+Each case runs the real `playbooks/deploy.yml` against the scenario's bare Debian 12 and 13 hosts at
+once (one batch) with one wrong setting, and checks the play's message and that nothing on either
+host changed. The hosts are still bare when this file ends; test_deploys.py deploys to them.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import deploy
+from flask_uwsgi_testing import deploy, recap, run_playbook
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
 FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
 
+
+# Every host of the scenario in one batch, so that each case is refused on both releases.
+ONE_BATCH = {"flask_uwsgi_serial": "100%"}
 
 # Stands for a secret that a wrong setting carries: the refusal must not print it either.
 SECRET = "refused-s3cr3t-9d2e"
@@ -130,28 +133,57 @@ BAD_INPUT = [
 ]
 
 
+def fingerprints(hosts: list[Any]) -> list[str]:
+    return [host.check_output(FINGERPRINT) for host in hosts]
+
+
+def assert_refused_everywhere_unchanged(output: str, hosts: list[Any], case: str) -> None:
+    """Every host failed and changed nothing, by the play's recap."""
+    counts = recap(output)
+    for host in hosts:
+        name = host.backend.host
+        assert name in counts, f"{case}: {name} is not in the play's recap:\n{output[-3000:]}"
+        assert (counts[name]["failed"], counts[name]["changed"]) == (1, 0), f"{case}: {name}: {counts[name]}"
+
+
 @pytest.mark.parametrize(("case", "extra_vars", "words"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
 def test_bad_input_is_refused_and_host_untouched(
-    host: Any, tmp_path: Path, case: str, extra_vars: dict[str, Any], words: list[str]
+    app_hosts: list[Any], tmp_path: Path, case: str, extra_vars: dict[str, Any], words: list[str]
 ) -> None:
-    before = host.check_output(FINGERPRINT)
-    result = deploy(tmp_path, extra_vars)
+    before = fingerprints(app_hosts)
+    result = deploy(tmp_path, {**ONE_BATCH, **extra_vars})
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"{case}: the play did not fail:\n{output[-3000:]}"
     for word in words:
         assert word in output, f"{case}: {word!r} not in the play's output:\n{output[-3000:]}"
-    assert "changed=0" in output, f"{case}: the play reports a change:\n{output[-3000:]}"
+    assert_refused_everywhere_unchanged(output, app_hosts, case)
     assert SECRET not in output, f"{case}: the play printed the secret"
-    assert host.check_output(FINGERPRINT) == before, f"{case}: the host changed"
-    assert not host.file("/etc/flask_uwsgi").exists
+    assert fingerprints(app_hosts) == before, f"{case}: a host changed"
+    for host in app_hosts:
+        assert not host.file("/etc/flask_uwsgi").exists
 
 
-def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(host: Any, tmp_path: Path) -> None:
-    before = host.check_output(FINGERPRINT)
-    result = deploy(tmp_path, {"flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")
+def test_a_debian_release_the_role_does_not_support_is_refused(unsupported_host: Any, tmp_path: Path) -> None:
+    """A Debian 11 host, put into app_servers for this play only: refused, naming both releases."""
+    inventory = tmp_path / "unsupported.yml"
+    inventory.write_text("app_servers:\n  children:\n    unsupported:\n")
+    before = unsupported_host.check_output(FINGERPRINT)
+    result = run_playbook("playbooks/deploy.yml", {}, tmp_path, "-i", str(inventory), "--limit", "unsupported")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    expected = "flask_uwsgi supports Debian 12 (bookworm) and Debian 13 (trixie); this host runs Debian 11."
+    assert expected in " ".join(output.split()), output[-3000:]
+    assert_refused_everywhere_unchanged(output, [unsupported_host], "debian-11")
+    assert unsupported_host.check_output(FINGERPRINT) == before
+    assert not unsupported_host.file("/etc/flask_uwsgi").exists
+
+
+def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(app_hosts: list[Any], tmp_path: Path) -> None:
+    before = fingerprints(app_hosts)
+    result = deploy(tmp_path, {**ONE_BATCH, "flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    # The diff holds the ini and the unit that a real run would write, and never the secret.
+    # The diff holds the ini and the unit that a real run would write, for each host, and never the secret.
     for line in [
         "+[uwsgi]",
         "+module = app",
@@ -159,7 +191,8 @@ def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(host: Any
         "+ExecStart=/opt/flask-demo/current/venv/bin/uwsgi --ini /etc/flask_uwsgi/flask-demo.ini",
         "+EnvironmentFile=/etc/flask_uwsgi/flask-demo.env",
     ]:
-        assert line in output, f"{line!r} not in the diff:\n{output[-3000:]}"
+        assert output.count(line) == len(app_hosts), f"{line!r} not in the diff for each host:\n{output[-3000:]}"
     assert SECRET not in output
-    assert host.check_output(FINGERPRINT) == before, "check mode changed the host"
-    assert not host.file("/etc/flask_uwsgi").exists
+    assert fingerprints(app_hosts) == before, "check mode changed a host"
+    for host in app_hosts:
+        assert not host.file("/etc/flask_uwsgi").exists

@@ -178,6 +178,28 @@ def test_a_debian_release_the_role_does_not_support_is_refused(unsupported_host:
     assert not unsupported_host.file("/etc/flask_uwsgi").exists
 
 
+def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(app_hosts: list[Any], tmp_path: Path) -> None:
+    """py-call-osafterfork works on Debian 12's Python 3.11; on Debian 13's 3.13 every worker dies at fork."""
+    before = fingerprints(app_hosts)
+    option = {"flask_uwsgi_extra_options": [{"option": "py-call-osafterfork", "value": True}]}
+    result = deploy(tmp_path, {**ONE_BATCH, **option})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "flask_uwsgi_extra_options: py-call-osafterfork kills every worker as it forks on Python 3.13" in " ".join(
+        output.split()
+    ), output[-3000:]
+    counts = recap(output)
+    # Refused on Debian 13; the play then stops on Debian 12 too (any_errors_fatal), before any change.
+    assert {
+        host.backend.host: (counts[host.backend.host]["failed"], counts[host.backend.host]["changed"])
+        for host in app_hosts
+    } == {
+        "flask-uwsgi-validation-debian12": (0, 0),
+        "flask-uwsgi-validation-debian13": (1, 0),
+    }
+    assert fingerprints(app_hosts) == before
+
+
 def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(app_hosts: list[Any], tmp_path: Path) -> None:
     before = fingerprints(app_hosts)
     result = deploy(tmp_path, {**ONE_BATCH, "flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")

@@ -30,8 +30,10 @@ venv: $(VENV)/.installed
 docker:
 	bash scripts/ensure-docker.sh
 
+# The images are built side by side (debootstrap waits mostly on the mirror), each only if missing.
 image: docker
-	for suite in $(TEST_SUITES); do bash scripts/build-test-image.sh $$suite; done
+	pids=(); for suite in $(TEST_SUITES); do bash scripts/build-test-image.sh $$suite & pids+=($$!); done; \
+	for pid in "$${pids[@]}"; do wait $$pid; done
 
 lint: venv
 	yamllint --strict .

@@ -163,6 +163,11 @@ def run_playbook(
     )
 
 
+# Extra vars that deploy every host of the scenario in one batch (playbooks/deploy.yml's serial), so
+# that one play deploys to every release the scenario has.
+ONE_BATCH = {"flask_uwsgi_serial": "100%"}
+
+
 def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
     """Run playbooks/deploy.yml with these settings (and ansible-playbook options)."""
     return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)

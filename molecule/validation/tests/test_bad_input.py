@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import deploy, recap, run_playbook
+from flask_uwsgi_testing import ONE_BATCH, deploy, recap
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
 FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
 
-
-# Every host of the scenario in one batch, so that each case is refused on both releases.
-ONE_BATCH = {"flask_uwsgi_serial": "100%"}
 
 # Stands for a secret that a wrong setting carries: the refusal must not print it either.
 SECRET = "refused-s3cr3t-9d2e"
@@ -168,7 +165,7 @@ def test_a_debian_release_the_role_does_not_support_is_refused(unsupported_host:
     inventory = tmp_path / "unsupported.yml"
     inventory.write_text("app_servers:\n  children:\n    unsupported:\n")
     before = unsupported_host.check_output(FINGERPRINT)
-    result = run_playbook("playbooks/deploy.yml", {}, tmp_path, "-i", str(inventory), "--limit", "unsupported")
+    result = deploy(tmp_path, {}, "-i", str(inventory), "--limit", "unsupported")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     expected = "flask_uwsgi supports Debian 12 (bookworm) and Debian 13 (trixie); this host runs Debian 11."

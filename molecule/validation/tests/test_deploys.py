@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import demo_release, deploy, exposure, recap, request_in_host, task_runs
+from flask_uwsgi_testing import ONE_BATCH, demo_release, deploy, exposure, recap, request_in_host, task_runs
 
 UNIT = "flask-demo.service"
 ENV_FILE = "/etc/flask_uwsgi/flask-demo.env"
@@ -104,10 +104,6 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(demo_release(tmp_path_factory.mktemp("src"), "probes", after=PROBES))
 
 
-# Both hosts in one batch: one play deploys to each release.
-ONE_BATCH = {"flask_uwsgi_serial": "100%"}
-
-
 def deployed(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> str:
     """Deploy to both hosts, check that it worked on each, and return what the play printed."""
     result = deploy(tmp_path, {**ONE_BATCH, **extra_vars}, *options)
@@ -162,6 +158,7 @@ def test_code_change_is_a_graceful_reload(app_hosts: list[Any], tmp_path: Path, 
     masters = main_pids(app_hosts)
     output = deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_health_path": "/version"})
     assert everywhere(output, "Reload the app's service", app_hosts) == "changed"
+    assert "RUNNING HANDLER [flask_uwsgi : Restart the app's service]" not in output, "a restart was queued"
     assert main_pids(app_hosts) == masters
     for host in app_hosts:
         assert get(host, "/version") == (200, "probes")

@@ -12,12 +12,13 @@ TEST_SUITES := bookworm trixie bullseye
 DEBIAN ?= 12
 SCENARIOS := default unix_socket validation lifecycle multi_app cluster offline
 
-.PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean
+.PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean readme
 
 help:
 	@echo "make demo    deploy examples/flask-demo to a local Debian 12 container and show its answer (DEBIAN=13: Debian 13)"
 	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
-	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 15 min)"
+	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 20 min)"
+	@echo "make readme  write the README's variable tables from each role's meta/argument_specs.yml"
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -42,7 +43,7 @@ lint: venv
 	ruff format --check .
 
 unit: venv
-	pytest -q tests
+	pytest -q tests bench/test_report.py
 
 molecule: venv image
 	for scenario in $(SCENARIOS); do molecule test --scenario-name $$scenario; done
@@ -61,6 +62,9 @@ demo: venv docker
 
 demo-clean: docker
 	docker rm --force flask-uwsgi-demo-debian12 flask-uwsgi-demo-debian13
+
+readme: venv
+	python scripts/readme_variables.py
 
 clean:
 	rm -rf $(VENV)

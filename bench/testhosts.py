@@ -17,7 +17,7 @@ sys.path.insert(0, str(PROJECT / "molecule" / "shared" / "tests"))
 from flask_uwsgi_testing import ansible_env  # noqa: E402
 
 IMAGE = os.environ.get("TEST_IMAGE", "flask-uwsgi-test:bookworm")
-# systemd as PID 1 without --privileged (which fails on some machines): see README, How the tests run.
+# systemd as PID 1 without --privileged (which fails on some machines): see docs/testing.md.
 SYSTEMD_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",

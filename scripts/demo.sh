@@ -20,7 +20,7 @@ bash scripts/build-test-image.sh "$suite" "$image"
 if [ "$(docker inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" != "true" ]; then
   docker rm --force "$name" >/dev/null 2>&1 || true
   echo "demo: starting the test host $name from $image"
-  # systemd as PID 1 without --privileged, which fails on some hosts (see "How the tests run" in the README).
+  # systemd as PID 1 without --privileged, which fails on some hosts (see docs/testing.md).
   docker run --detach --name "$name" --hostname "$name" \
     --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw \

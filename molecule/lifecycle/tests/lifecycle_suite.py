@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, load_during, task_outcome
+from flask_uwsgi_testing import App, Play, demo_release, load_during, recap, task_outcome, task_runs
 
 
 def journal_since(app: App, since: float) -> str:
@@ -134,20 +134,27 @@ def make_release(tmp_path: Path, name: str, broken: bool = False) -> Path:
     return demo_release(tmp_path, name, before="import no_such_module_in_this_release\n" if broken else "")
 
 
-def under_load(app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Run a playbook while the load generator runs in the host; return its output and the load's figures."""
+def under_load(
+    app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any], *options: str
+) -> tuple[Play, dict[str, Any]]:
+    """Run a playbook while the load generator runs in the host; return the play and the load's figures."""
     port = int(app.address[0].rpartition(":")[2])
-    play, stats = load_during(app.host, port, lambda: app.run_playbook(playbook, extra_vars, tmp_path))
-    print(f"{playbook} under load: {stats['figures']}")
-    return play.stdout, {**stats, "rc": play.returncode}
+    play, stats = load_during(app.host, port, lambda: app.run_playbook(playbook, extra_vars, tmp_path, *options))
+    print(f"{app.host.backend.host}: {playbook} {' '.join(options)} under load: {stats['figures']}")
+    return play, {**stats, "rc": play.returncode}
+
+
+def changed(app: App, play: Play) -> int:
+    """How many tasks the play changed on the app's host, by its recap."""
+    return recap(play)[app.host.backend.host]["changed"]
 
 
 def test_a_good_release_switches_over_without_a_failed_request(app: App, tmp_path: Path) -> None:
     before, master = app.current_release(), app.main_pid()
-    output, stats = under_load(
+    play, stats = under_load(
         app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-2"))}
     )
-    assert stats["rc"] == 0, output[-3000:]
+    assert stats["rc"] == 0, play.output[-3000:]
     assert stats["failed"] == 0, stats["errors"]
     assert stats["answers"].get("Hello from flask-demo release-2", 0) > 0
     assert stats["answers"].get("Hello from flask-demo", 0) > 0
@@ -158,12 +165,13 @@ def test_a_good_release_switches_over_without_a_failed_request(app: App, tmp_pat
 
 def test_a_broken_release_never_gets_traffic(app: App, tmp_path: Path) -> None:
     before = app.current_release()
-    output, stats = under_load(
+    play, stats = under_load(
         app,
         tmp_path,
         "playbooks/deploy.yml",
         {"flask_uwsgi_app_src": str(make_release(tmp_path, "broken", broken=True))},
     )
+    output = play.output
     assert stats["rc"] != 0
     assert "failed its check, so it gets no traffic" in output
     assert "Traceback" in output
@@ -175,8 +183,8 @@ def test_a_broken_release_never_gets_traffic(app: App, tmp_path: Path) -> None:
 
 def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: App, tmp_path: Path) -> None:
     before = app.current_release()
-    output, stats = under_load(app, tmp_path, "playbooks/rollback.yml", {})
-    assert stats["rc"] == 0, output[-3000:]
+    play, stats = under_load(app, tmp_path, "playbooks/rollback.yml", {})
+    assert stats["rc"] == 0, play.output[-3000:]
     assert stats["failed"] == 0, stats["errors"]
     assert "release-2" not in app.get("/")[1]
     assert app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/previous") == before
@@ -186,7 +194,7 @@ def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
     keep = int(app.vars["flask_uwsgi_keep_releases"])
     for n in range(3, 3 + keep):
         play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))})
-        assert play.returncode == 0, play.stdout[-3000:]
+        assert play.returncode == 0, play.output[-3000:]
     releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
     print(f"after {keep} more deploys: {len(releases)} releases kept")
     assert len(releases) == keep
@@ -205,19 +213,142 @@ def test_a_release_is_built_once_and_a_build_cut_short_is_built_again(app: App, 
     assert app.deploy(tmp_path, once).returncode == 0
     release = app.current_release()
     again = app.deploy(tmp_path, once)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert "changed=0" in again.stdout
-    assert {task: task_outcome(again.stdout, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
+    assert again.returncode == 0, again.output[-3000:]
+    assert changed(app, again) == 0
+    assert {task: task_outcome(again, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
 
     # Another release goes live; then release-once loses its mark and a file, as a build cut short would.
     other = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-other"))})
-    assert other.returncode == 0, other.stdout[-3000:]
+    assert other.returncode == 0, other.output[-3000:]
     app.host.check_output(f"rm {release}/checked {release}/app/app.py")
     rebuilt = app.deploy(tmp_path, once)
-    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]
-    assert task_outcome(rebuilt.stdout, BUILD_TASKS[0]) == "changed"
+    assert rebuilt.returncode == 0, rebuilt.output[-3000:]
+    assert task_outcome(rebuilt, BUILD_TASKS[0]) == "changed"
     assert app.current_release() == release
     assert "release-once" in app.get("/")[1]
+
+
+def test_a_named_release_is_built_once_and_never_rebuilt_while_it_serves(app: App, tmp_path: Path) -> None:
+    """flask_uwsgi_release names the directory; its mark still records the content, so the same
+    content is not built again, and other content under the name of the serving release is refused
+    before anything changes (a failed check must never alter a release that serves)."""
+    first = {"flask_uwsgi_app_src": str(make_release(tmp_path, "named-one")), "flask_uwsgi_release": "v-named"}
+    play = app.deploy(tmp_path, first)
+    assert play.returncode == 0, play.output[-3000:]
+    release, master = app.current_release(), app.main_pid()
+    assert release.endswith("/releases/v-named")
+    again = app.deploy(tmp_path, first)
+    assert again.returncode == 0, again.output[-3000:]
+    assert changed(app, again) == 0
+    assert {task: task_outcome(again, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
+
+    code = app.host.file(f"{release}/app/app.py").content_string
+    reused = app.deploy(tmp_path, {**first, "flask_uwsgi_app_src": str(make_release(tmp_path, "named-two"))})
+    assert reused.returncode != 0, reused.output[-3000:]
+    assert "release 'v-named' of flask-demo is on this host with other content, and it serves" in " ".join(
+        reused.output.split()
+    ), reused.output[-3000:]
+    assert changed(app, reused) == 0
+    assert app.host.file(f"{release}/app/app.py").content_string == code
+    assert (app.current_release(), app.main_pid()) == (release, master)
+    assert "named-one" in app.get("/")[1]
+
+
+def test_the_run_after_one_that_died_half_way_reloads_what_it_wrote(app: App, tmp_path: Path) -> None:
+    """A run dies after writing uwsgi.ini (a later task fails): the service still runs the old ini.
+    The next plain run has nothing to write, but reloads the service onto the ini, with no failed request."""
+    processes = int(app.vars["flask_uwsgi_processes"]) + 1
+    workers = len(app.workers())
+    # A directory under a file cannot be created: that task comes after the ini and fails.
+    died = app.deploy(tmp_path, {"flask_uwsgi_processes": processes, "flask_uwsgi_writable_paths": ["/etc/hostname/x"]})
+    assert died.returncode != 0, died.output[-3000:]
+    assert task_outcome(died, "config | Write the app's uwsgi.ini") == "changed"
+    assert task_outcome(died, "config | Create the directories the app may write to") == "failed"
+    assert f"\nprocesses = {processes}\n" in app.host.file(app.ini).content_string
+    time.sleep(2)
+    assert len(app.workers()) == workers, "the failed run reloaded the service"
+
+    master = app.main_pid()
+    play, stats = under_load(app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_processes": processes})
+    assert stats["rc"] == 0, play.output[-3000:]
+    assert stats["failed"] == 0, stats["errors"]
+    assert task_outcome(play, "config | Write the app's uwsgi.ini") == "ok"
+    assert task_outcome(play, "Reload the app's service") == "changed"
+    assert app.main_pid() == master
+    app.wait_until(lambda: len(app.workers()) == processes, timeout=10, what=f"{processes} workers")
+
+    back = app.deploy(tmp_path, {})
+    assert back.returncode == 0, back.output[-3000:]
+    app.wait_until(lambda: len(app.workers()) == workers, timeout=10, what=f"{workers} workers")
+
+
+# What each tag runs: the steps of tasks/main.yml (the preflight runs with every tag).
+STEPS = ("preflight", "accounts", "build", "check", "activate", "config", "service", "health")
+TAGS = {
+    "flask_uwsgi": STEPS,
+    "flask_uwsgi_accounts": ("preflight", "accounts"),
+    "flask_uwsgi_release": ("preflight", "build", "check", "activate", "service", "health"),
+    "flask_uwsgi_config": ("preflight", "config", "service", "health"),
+    "flask_uwsgi_service": ("preflight", "service", "health"),
+}
+
+
+def steps_run(play: Play) -> set[str]:
+    """The role's steps that ran a task in the play (named "flask_uwsgi : <step> | ...")."""
+    names = [event["task"] for event in play.events if event["event"] == "task"]
+    return {name.split(" : ", 1)[1].split(" | ")[0] for name in names if name.startswith("flask_uwsgi : ")}
+
+
+def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: Path) -> None:
+    """Every documented tag runs (preflight, then its own steps) and, with nothing to change, changes nothing."""
+    for tag, steps in TAGS.items():
+        play = app.deploy(tmp_path, {}, "--tags", tag)
+        assert play.returncode == 0, f"--tags {tag}:\n{play.output[-3000:]}"
+        assert steps_run(play) & set(STEPS) == set(steps), f"--tags {tag}"
+        assert changed(app, play) == 0, f"--tags {tag}:\n{play.output[-3000:]}"
+
+
+def test_a_tag_applies_what_it_writes(app: App, tmp_path: Path) -> None:
+    """--tags flask_uwsgi_config writes the ini and reloads onto it; --tags flask_uwsgi_release builds,
+    switches and reloads onto a new release: both under load, with no failed request."""
+    processes, master = int(app.vars["flask_uwsgi_processes"]) + 1, app.main_pid()
+    play, stats = under_load(
+        app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_processes": processes}, "--tags", "flask_uwsgi_config"
+    )
+    assert stats["rc"] == 0, play.output[-3000:]
+    assert stats["failed"] == 0, stats["errors"]
+    assert task_outcome(play, "Reload the app's service") == "changed"
+    app.wait_until(lambda: len(app.workers()) == processes, timeout=10, what=f"{processes} workers")
+
+    src = {"flask_uwsgi_app_src": str(make_release(tmp_path, "tagged")), "flask_uwsgi_processes": processes}
+    play, stats = under_load(app, tmp_path, "playbooks/deploy.yml", src, "--tags", "flask_uwsgi_release")
+    assert stats["rc"] == 0, play.output[-3000:]
+    assert stats["failed"] == 0, stats["errors"]
+    assert task_runs(play, "Reload the app's service") == [{app.host.backend.host: "changed"}]
+    assert "tagged" in app.get("/")[1]
+    assert app.main_pid() == master
+
+    back = app.deploy(tmp_path, {})
+    assert back.returncode == 0, back.output[-3000:]
+
+
+def test_another_uwsgi_restarts_and_a_rollback_across_it_restarts_again(app: App, tmp_path: Path) -> None:
+    """The uWSGI of the release `current` points at is part of what only a restart applies: a deploy
+    with another version restarts, and so does the rollback to the release with the first one."""
+    before, master = app.current_release(), app.main_pid()
+    other = app.deploy(tmp_path, {"flask_uwsgi_uwsgi_version": "2.0.29"})
+    assert other.returncode == 0, other.output[-3000:]
+    assert task_outcome(other, "Restart the app's service") == "changed"
+    assert app.current_release() != before
+    assert app.main_pid() != master
+    master = app.main_pid()
+
+    back = app.run_playbook("playbooks/rollback.yml", {}, tmp_path)
+    assert back.returncode == 0, back.output[-3000:]
+    assert task_outcome(back, "Restart the app's service") == "changed"
+    assert app.current_release() == before
+    assert app.main_pid() != master
+    assert app.answers()
 
 
 # Runs inside the test host: GET /?n=0 .. /?n=COUNT-1, one every 10 ms, so each request has a
@@ -234,7 +365,7 @@ for n in range(count):
 def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path: Path) -> None:
     log = f"/var/log/{app.name}/uwsgi.log"
     play = app.deploy(tmp_path, {"flask_uwsgi_log_file": log, "flask_uwsgi_log_requests": True})
-    assert play.returncode == 0, play.stdout[-3000:]
+    assert play.returncode == 0, play.output[-3000:]
     master, count = app.main_pid(), 600
     port = app.address[0].rpartition(":")[2]
     with ThreadPoolExecutor(1) as pool:
@@ -256,7 +387,7 @@ def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path
 
 def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_path: Path) -> None:
     first = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
-    assert first.returncode == 0, first.stdout[-3000:]
+    assert first.returncode == 0, first.output[-3000:]
     assert app.show("LoadState") == "not-found"
     assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc != 0
     assert not app.host.user(app.vars["flask_uwsgi_user"]).exists
@@ -266,5 +397,5 @@ def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_pa
     assert not app.host.socket("tcp://" + app.vars["flask_uwsgi_http_socket"]).is_listening
 
     second = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
-    assert second.returncode == 0
-    assert "changed=0" in second.stdout
+    assert second.returncode == 0, second.output[-3000:]
+    assert changed(app, second) == 0

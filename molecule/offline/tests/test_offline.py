@@ -17,8 +17,8 @@ from flask_uwsgi_testing import App, demo_release, deploy, task_runs
 
 # The platform each compiled wheel fits, by Debian release.
 WHEEL_KEYS = {12: "debian-12-cpython-311-linux-x86_64", 13: "debian-13-cpython-313-linux-x86_64"}
-COMPILE_TASK = "pip | Compile uWSGI into a wheel"
-COPY_TASK = "pip | Copy the compiled uWSGI from the controller's cache"
+COMPILE_TASK = "compile_uwsgi | Compile uWSGI into a wheel"
+COPY_TASK = "compile_uwsgi | Copy the compiled uWSGI from the controller's cache"
 # Not in /tmp, which is mounted noexec in the test hosts.
 PROBE = "/root/pip-probe"
 
@@ -149,7 +149,7 @@ def test_check_mode_compiles_nothing_and_says_where_it_would(compiled: list[App]
     compiler12, other12, debian13 = (app.host.backend.host for app in compiled)
     # One batch per host (serial 1): the first Debian 12 host would compile, the second would take
     # its wheel, and the Debian 13 host has the wheel of its platform in the cache already.
-    assert task_runs(play.stdout, COMPILE_TASK) == [
+    assert task_runs(play, COMPILE_TASK) == [
         {compiler12: "changed"},
         {other12: "skipping"},
         {debian13: "skipping"},
@@ -171,12 +171,12 @@ def test_serial_batches_compile_once_and_later_batches_take_the_cached_wheel(
     took = time.monotonic() - start
     assert play.returncode == 0, play.stdout[-3000:]
     compiler12, other12, debian13 = (app.host.backend.host for app in compiled)
-    assert task_runs(play.stdout, COMPILE_TASK) == [
+    assert task_runs(play, COMPILE_TASK) == [
         {compiler12: "changed"},
         {other12: "skipping"},
         {debian13: "skipping"},
     ]
-    assert task_runs(play.stdout, COPY_TASK) == [{compiler12: "ok"}, {other12: "changed"}, {debian13: "ok"}]
+    assert task_runs(play, COPY_TASK) == [{compiler12: "ok"}, {other12: "changed"}, {debian13: "ok"}]
     for app in compiled:
         assert "Hello from flask-demo release-2" in app.get("/")[1]
         assert runs_compiled_uwsgi(app)

@@ -23,6 +23,7 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[3]
 ROLE_DEFAULTS = PROJECT / "roles" / "flask_uwsgi" / "defaults" / "main.yml"
 DEMO = PROJECT / "examples" / "flask-demo"
+CALLBACK_PLUGINS = PROJECT / "molecule" / "shared" / "callback_plugins"
 
 # Runs inside the test host: one GET over HTTP or the uwsgi protocol (what nginx's uwsgi_pass
 # speaks), printing the status line, a blank line and the body. Written apart from the role's own
@@ -142,25 +143,44 @@ def ansible_env(**settings: str) -> dict[str, str]:
     return env
 
 
-def run_playbook(
-    playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str
-) -> subprocess.CompletedProcess[str]:
-    """Run one of the project's playbooks against the scenario's inventory; return what it printed.
+@dataclass
+class Play:
+    """What a run of ansible-playbook printed, and how each task ended, read from the JSON lines of
+    the task_outcomes callback (molecule/shared/callback_plugins), not from the coloured text."""
 
-    options go to ansible-playbook as they are, e.g. "--check", "--diff".
-    """
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[dict[str, Any]]
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str) -> Play:
+    """Run one of the project's playbooks against the scenario's inventory; return what it printed
+    and how its tasks ended. options go to ansible-playbook as they are, e.g. "--check", "--diff"."""
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps(extra_vars))
+    outcomes = tmp_path / f"outcomes-{time.monotonic_ns()}.jsonl"
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return subprocess.run(
+    env = ansible_env(
+        ANSIBLE_CALLBACK_PLUGINS=str(CALLBACK_PLUGINS),
+        ANSIBLE_CALLBACKS_ENABLED="task_outcomes",
+        FLASK_UWSGI_TASK_OUTCOMES=str(outcomes),
+    )
+    result = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}", *options],
         cwd=PROJECT,
-        env=ansible_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
+    events = [json.loads(line) for line in outcomes.read_text().splitlines()] if outcomes.exists() else []
+    return Play(result.returncode, result.stdout, result.stderr, events)
 
 
 # Extra vars that deploy every host of the scenario in one batch (playbooks/deploy.yml's serial), so
@@ -168,38 +188,43 @@ def run_playbook(
 ONE_BATCH = {"flask_uwsgi_serial": "100%"}
 
 
-def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
+def deploy(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> Play:
     """Run playbooks/deploy.yml with these settings (and ansible-playbook options)."""
     return run_playbook("playbooks/deploy.yml", extra_vars, tmp_path, *options)
 
 
-def task_runs(output: str, task: str) -> list[dict[str, str]]:
-    """How each run of the tasks or handlers whose title holds `task` ended, host by host, in a play's
-    output: one {host: ok|changed|skipping|failed} per run (a play with serial runs a task once per
-    batch). Fails when no task has that title, so that a renamed task cannot pass a test unchecked."""
-    runs = []
-    for block in re.split(r"^(?:TASK|RUNNING HANDLER) \[", output, flags=re.MULTILINE)[1:]:
-        header, _, rest = block.partition("\n")
-        if task in header:
-            found = re.findall(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", rest, re.MULTILINE)
-            runs.append({host: "failed" if outcome == "fatal" else outcome for outcome, host in found})
-    assert runs, f"no task or handler named like {task!r} in the output"
+def task_runs(play: Play, task: str) -> list[dict[str, str]]:
+    """How each run of the tasks whose name holds `task` ended, host by host: one
+    {host: ok|changed|skipping|failed|unreachable} per run (a play with serial runs a task once per
+    batch). Fails when no task has that name, so that a renamed task cannot pass a test unchecked."""
+    runs: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for event in play.events:
+        if event["event"] == "task":
+            current = {} if task in event["task"] else None
+            if current is not None:
+                runs.append(current)
+        elif event["event"] == "outcome" and current is not None:
+            current[event["host"]] = event["outcome"]
+    assert play.events, f"the play recorded no task outcomes:\n{play.output[-3000:]}"
+    assert runs, f"no task named like {task!r} in the play"
     return runs
 
 
-def task_outcome(output: str, task: str) -> str:
-    """How the first task whose title holds `task` ended in a play on one host: ok, changed, skipping or failed."""
-    [(_, outcome)] = task_runs(output, task)[0].items()
+def task_outcome(play: Play, task: str) -> str:
+    """How the first task whose name holds `task` ended in a play on one host: ok, changed, skipping or failed."""
+    [(_, outcome)] = task_runs(play, task)[0].items()
     return outcome
 
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """The PLAY RECAP's counts per host: {host: {"ok": 3, "changed": 0, "failed": 1, ...}}."""
+def recap(play: Play) -> dict[str, dict[str, int]]:
+    """The play's recap per host, as its PLAY RECAP counts: {host: {"ok": 3, "changed": 0, "failed": 1, ...}}."""
     counts = {
-        host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
-        for host, line in re.findall(r"^(\S+)\s+: (ok=.*)$", output.partition("PLAY RECAP")[2], re.MULTILINE)
+        event["host"]: {key: value for key, value in event.items() if key not in ("event", "host")}
+        for event in play.events
+        if event["event"] == "stats"
     }
-    assert counts, f"no PLAY RECAP in the output:\n{output[-3000:]}"
+    assert counts, f"no recap in the play's outcomes:\n{play.output[-3000:]}"
     return counts
 
 

@@ -2,7 +2,8 @@
 
 Each case runs the real `playbooks/deploy.yml` against the scenario's bare Debian 12 and 13 hosts at
 once (one batch) with one wrong setting, and checks the play's message and that nothing on either
-host changed. The hosts are still bare when this file ends; test_deploys.py deploys to them.
+host changed. The hosts are still bare when this file ends; the other files deploy to them, after it
+(conftest.py runs this file first; the bare_hosts fixture fails if a deploy ran before).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import ONE_BATCH, deploy, recap
+from flask_uwsgi_testing import ONE_BATCH, Play, deploy, recap
 
 # What could change on the host: accounts, installed packages, configuration, code, units.
 FINGERPRINT = "find /etc /opt /srv /usr/local /var/lib/dpkg -xdev -printf '%p %s %T@\\n' | sort | sha256sum"
@@ -134,9 +135,10 @@ def fingerprints(hosts: list[Any]) -> list[str]:
     return [host.check_output(FINGERPRINT) for host in hosts]
 
 
-def assert_refused_everywhere_unchanged(output: str, hosts: list[Any], case: str) -> None:
+def assert_refused_everywhere_unchanged(play: Play, hosts: list[Any], case: str) -> None:
     """Every host failed and changed nothing, by the play's recap."""
-    counts = recap(output)
+    output = play.output
+    counts = recap(play)
     for host in hosts:
         name = host.backend.host
         assert name in counts, f"{case}: {name} is not in the play's recap:\n{output[-3000:]}"
@@ -145,18 +147,18 @@ def assert_refused_everywhere_unchanged(output: str, hosts: list[Any], case: str
 
 @pytest.mark.parametrize(("case", "extra_vars", "words"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
 def test_bad_input_is_refused_and_host_untouched(
-    app_hosts: list[Any], tmp_path: Path, case: str, extra_vars: dict[str, Any], words: list[str]
+    bare_hosts: list[Any], tmp_path: Path, case: str, extra_vars: dict[str, Any], words: list[str]
 ) -> None:
-    before = fingerprints(app_hosts)
+    before = fingerprints(bare_hosts)
     result = deploy(tmp_path, {**ONE_BATCH, **extra_vars})
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"{case}: the play did not fail:\n{output[-3000:]}"
     for word in words:
         assert word in output, f"{case}: {word!r} not in the play's output:\n{output[-3000:]}"
-    assert_refused_everywhere_unchanged(output, app_hosts, case)
+    assert_refused_everywhere_unchanged(result, bare_hosts, case)
     assert SECRET not in output, f"{case}: the play printed the secret"
-    assert fingerprints(app_hosts) == before, f"{case}: a host changed"
-    for host in app_hosts:
+    assert fingerprints(bare_hosts) == before, f"{case}: a host changed"
+    for host in bare_hosts:
         assert not host.file("/etc/flask_uwsgi").exists
 
 
@@ -170,14 +172,29 @@ def test_a_debian_release_the_role_does_not_support_is_refused(unsupported_host:
     assert result.returncode != 0, output[-3000:]
     expected = "flask_uwsgi supports Debian 12 (bookworm) and Debian 13 (trixie); this host runs Debian 11."
     assert expected in " ".join(output.split()), output[-3000:]
-    assert_refused_everywhere_unchanged(output, [unsupported_host], "debian-11")
+    assert_refused_everywhere_unchanged(result, [unsupported_host], "debian-11")
     assert unsupported_host.check_output(FINGERPRINT) == before
     assert not unsupported_host.file("/etc/flask_uwsgi").exists
 
 
-def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(app_hosts: list[Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("tag", ["flask_uwsgi_release", "flask_uwsgi_config", "flask_uwsgi_service"])
+def test_a_tag_that_needs_a_deployed_app_is_refused_on_a_bare_host(
+    bare_hosts: list[Any], tmp_path: Path, tag: str
+) -> None:
+    before = fingerprints(bare_hosts)
+    result = deploy(tmp_path, ONE_BATCH, "--tags", tag)
+    assert result.returncode != 0, result.output[-3000:]
+    expected = f"--tags {tag} needs flask-demo deployed on this host, and it is not"
+    assert expected in " ".join(result.output.split()), result.output[-3000:]
+    assert_refused_everywhere_unchanged(result, bare_hosts, tag)
+    assert fingerprints(bare_hosts) == before
+
+
+def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(
+    bare_hosts: list[Any], tmp_path: Path
+) -> None:
     """py-call-osafterfork works on Debian 12's Python 3.11; on Debian 13's 3.13 every worker dies at fork."""
-    before = fingerprints(app_hosts)
+    before = fingerprints(bare_hosts)
     option = {"flask_uwsgi_extra_options": [{"option": "py-call-osafterfork", "value": True}]}
     result = deploy(tmp_path, {**ONE_BATCH, **option})
     output = result.stdout + result.stderr
@@ -185,20 +202,20 @@ def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(app_ho
     assert "flask_uwsgi_extra_options: py-call-osafterfork kills every worker as it forks on Python 3.13" in " ".join(
         output.split()
     ), output[-3000:]
-    counts = recap(output)
+    counts = recap(result)
     # Refused on Debian 13; the play then stops on Debian 12 too (any_errors_fatal), before any change.
     assert {
         host.backend.host: (counts[host.backend.host]["failed"], counts[host.backend.host]["changed"])
-        for host in app_hosts
+        for host in bare_hosts
     } == {
         "flask-uwsgi-validation-debian12": (0, 0),
         "flask-uwsgi-validation-debian13": (1, 0),
     }
-    assert fingerprints(app_hosts) == before
+    assert fingerprints(bare_hosts) == before
 
 
-def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(app_hosts: list[Any], tmp_path: Path) -> None:
-    before = fingerprints(app_hosts)
+def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(bare_hosts: list[Any], tmp_path: Path) -> None:
+    before = fingerprints(bare_hosts)
     result = deploy(tmp_path, {**ONE_BATCH, "flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -210,8 +227,8 @@ def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(app_hosts
         "+ExecStart=/opt/flask-demo/current/venv/bin/uwsgi --ini /etc/flask_uwsgi/flask-demo.ini",
         "+EnvironmentFile=/etc/flask_uwsgi/flask-demo.env",
     ]:
-        assert output.count(line) == len(app_hosts), f"{line!r} not in the diff for each host:\n{output[-3000:]}"
+        assert output.count(line) == len(bare_hosts), f"{line!r} not in the diff for each host:\n{output[-3000:]}"
     assert SECRET not in output
-    assert fingerprints(app_hosts) == before, "check mode changed a host"
-    for host in app_hosts:
+    assert fingerprints(bare_hosts) == before, "check mode changed a host"
+    for host in bare_hosts:
         assert not host.file("/etc/flask_uwsgi").exists

@@ -1,4 +1,9 @@
-"""The service over its life: crashes, a reboot, request limits, logs, and removal at the end."""
+"""The service over its life: crashes, a reboot, request limits, releases, tags, logs, and removal.
+
+The tests run in file order on one host and each starts from what the one before left (a release
+served, a previous one to roll back to), ending with the removal: pytest keeps a module's order, and
+molecule.yml's `--dist loadfile` keeps each host's module on one worker.
+"""
 
 from __future__ import annotations
 
@@ -328,13 +333,11 @@ def test_a_tag_applies_what_it_writes(app: App, tmp_path: Path) -> None:
     assert "tagged" in app.get("/")[1]
     assert app.main_pid() == master
 
-    back = app.deploy(tmp_path, {})
-    assert back.returncode == 0, back.output[-3000:]
-
 
 def test_another_uwsgi_restarts_and_a_rollback_across_it_restarts_again(app: App, tmp_path: Path) -> None:
     """The uWSGI of the release `current` points at is part of what only a restart applies: a deploy
-    with another version restarts, and so does the rollback to the release with the first one."""
+    with another version restarts, and so does the rollback to the release with the first one.
+    (Its deploy also brings back the scenario's settings after the tests of tags.)"""
     before, master = app.current_release(), app.main_pid()
     other = app.deploy(tmp_path, {"flask_uwsgi_uwsgi_version": "2.0.29"})
     assert other.returncode == 0, other.output[-3000:]

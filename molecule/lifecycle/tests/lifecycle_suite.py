@@ -258,6 +258,21 @@ def test_a_named_release_is_built_once_and_never_rebuilt_while_it_serves(app: Ap
     assert (app.current_release(), app.main_pid()) == (release, master)
     assert "named-one" in app.get("/")[1]
 
+    # Once it neither serves nor is kept for a rollback, the name may take other content, built afresh:
+    # a build of it that fails its check leaves no mark that the first content could be mistaken for.
+    for name in ("v-other", "v-third"):
+        play = app.deploy(tmp_path, {**first, "flask_uwsgi_release": name})
+        assert play.returncode == 0, play.output[-3000:]
+    broken = app.deploy(tmp_path, {**first, "flask_uwsgi_app_src": str(make_release(tmp_path, "named-x", broken=True))})
+    assert broken.returncode != 0, broken.output[-3000:]
+    assert "failed its check, so it gets no traffic" in broken.output
+    assert not app.host.file(f"{release}/checked").exists
+    again = app.deploy(tmp_path, first)
+    assert again.returncode == 0, again.output[-3000:]
+    assert task_outcome(again, BUILD_TASKS[0]) == "changed"
+    assert app.current_release() == release
+    assert "named-one" in app.get("/")[1]
+
 
 def test_the_run_after_one_that_died_half_way_reloads_what_it_wrote(app: App, tmp_path: Path) -> None:
     """A run dies after writing uwsgi.ini (a later task fails): the service still runs the old ini.
@@ -285,6 +300,20 @@ def test_the_run_after_one_that_died_half_way_reloads_what_it_wrote(app: App, tm
     back = app.deploy(tmp_path, {})
     assert back.returncode == 0, back.output[-3000:]
     app.wait_until(lambda: len(app.workers()) == workers, timeout=10, what=f"{workers} workers")
+
+
+def test_a_hand_edited_ini_is_written_back_and_reloaded(app: App, tmp_path: Path) -> None:
+    """Somebody edits uwsgi.ini on the host and reloads: the next deploy writes the role's ini back
+    and reloads onto it, though what the service last ran with by the role's hand has not changed."""
+    workers = len(app.workers())
+    app.host.check_output(f"sed -i 's/^processes = .*/processes = {workers + 1}/' {app.ini}")
+    app.host.check_output(f"systemctl reload {app.unit}")
+    app.wait_until(lambda: len(app.workers()) == workers + 1, timeout=15, what="the hand-edited worker count")
+    play = app.deploy(tmp_path, {})
+    assert play.returncode == 0, play.output[-3000:]
+    assert task_outcome(play, "config | Write the app's uwsgi.ini") == "changed"
+    assert task_outcome(play, "Reload the app's service") == "changed"
+    app.wait_until(lambda: len(app.workers()) == workers, timeout=15, what=f"{workers} workers again")
 
 
 # What each tag runs: the steps of tasks/main.yml (the preflight runs with every tag).

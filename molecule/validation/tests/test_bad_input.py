@@ -190,6 +190,19 @@ def test_a_tag_that_needs_a_deployed_app_is_refused_on_a_bare_host(
     assert fingerprints(bare_hosts) == before
 
 
+def test_a_tag_the_role_does_not_have_is_refused(bare_hosts: list[Any], tmp_path: Path) -> None:
+    """flask_uwsgi_install was a tag of an earlier version: it would select nothing and report success."""
+    before = fingerprints(bare_hosts)
+    result = deploy(tmp_path, ONE_BATCH, "--tags", "flask_uwsgi_install")
+    assert result.returncode != 0, result.output[-3000:]
+    expected = (
+        "--tags flask_uwsgi_install: flask_uwsgi has no such tag; its tags are flask_uwsgi, flask_uwsgi_accounts,"
+    )
+    assert expected in " ".join(result.output.split()), result.output[-3000:]
+    assert_refused_everywhere_unchanged(result, bare_hosts, "flask_uwsgi_install")
+    assert fingerprints(bare_hosts) == before
+
+
 def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(
     bare_hosts: list[Any], tmp_path: Path
 ) -> None:

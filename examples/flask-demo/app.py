@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 from flask import Flask, request
 
@@ -35,3 +36,15 @@ def leak() -> str:
     megabytes = int(request.args.get("mb", 64))
     _held.append(b"\x01" * (megabytes << 20))
     return f"Holding {sum(map(len, _held)) >> 20} MiB in pid {os.getpid()}\n"
+
+
+# Deployed with flask_uwsgi_shared_dirs: [data], data/ is kept across releases in <base_dir>/shared.
+DATA = Path(__file__).parent / "data"
+
+
+@app.get("/visits")
+def visits() -> str:
+    """Counts this visit in data/visits: a count that outlives releases when data/ is shared."""
+    with (DATA / "visits").open("a") as log:
+        log.write(f"{os.getpid()}\n")
+    return f"Visit {len((DATA / 'visits').read_text().splitlines())}\n"

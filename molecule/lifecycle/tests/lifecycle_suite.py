@@ -317,13 +317,33 @@ def test_a_hand_edited_ini_is_written_back_and_reloaded(app: App, tmp_path: Path
 
 
 # What each tag runs: the steps of tasks/main.yml (the preflight runs with every tag).
-STEPS = ("preflight", "accounts", "build", "check", "activate", "config", "service", "health")
+STEPS = (
+    "preflight",
+    "accounts",
+    "build",
+    "check",
+    "release_commands",
+    "activate",
+    "config",
+    "service",
+    "health",
+    "workers",
+)
 TAGS = {
     "flask_uwsgi": STEPS,
     "flask_uwsgi_accounts": ("preflight", "accounts"),
-    "flask_uwsgi_release": ("preflight", "build", "check", "activate", "service", "health"),
-    "flask_uwsgi_config": ("preflight", "config", "service", "health"),
-    "flask_uwsgi_service": ("preflight", "service", "health"),
+    "flask_uwsgi_release": (
+        "preflight",
+        "build",
+        "check",
+        "release_commands",
+        "activate",
+        "service",
+        "health",
+        "workers",
+    ),
+    "flask_uwsgi_config": ("preflight", "config", "service", "health", "workers"),
+    "flask_uwsgi_service": ("preflight", "service", "health", "workers"),
 }
 
 
@@ -417,8 +437,18 @@ def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path
     assert "GET /?n=" not in journal_since(app, time.time() - 60)
 
 
-def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_path: Path) -> None:
-    first = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
+def test_remove_keeps_the_data_unless_asked_and_then_leaves_nothing(app: App, tmp_path: Path) -> None:
+    """playbooks/remove.yml keeps the shared directories (the app's data) unless
+    flask_uwsgi_remove_shared_dirs is true; then nothing is left, and a second run changes nothing."""
+    base = app.vars["flask_uwsgi_base_dir"]
+    assert app.get("/visits")[0].endswith("200 OK")
+    kept = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
+    assert kept.returncode == 0, kept.output[-3000:]
+    assert app.show("LoadState") == "not-found"
+    assert app.host.check_output(f"ls -A {base}") == "shared"
+    assert app.host.file(f"{base}/shared/data/visits").size > 0
+
+    first = app.run_playbook("playbooks/remove.yml", {"flask_uwsgi_remove_shared_dirs": True}, tmp_path)
     assert first.returncode == 0, first.output[-3000:]
     assert app.show("LoadState") == "not-found"
     assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc != 0
@@ -428,6 +458,6 @@ def test_remove_leaves_nothing_and_a_second_run_changes_nothing(app: App, tmp_pa
         assert not app.host.file(path).exists, path
     assert not app.host.socket("tcp://" + app.vars["flask_uwsgi_http_socket"]).is_listening
 
-    second = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
+    second = app.run_playbook("playbooks/remove.yml", {"flask_uwsgi_remove_shared_dirs": True}, tmp_path)
     assert second.returncode == 0, second.output[-3000:]
     assert changed(app, second) == 0

@@ -128,6 +128,51 @@ BAD_INPUT = [
         {"flask_uwsgi_extra_address_families": ["NETLINK"]},
         ["flask_uwsgi_extra_address_families: 'NETLINK' is not a socket family name"],
     ),
+    (
+        "shared-dir-outside-the-base-dir",
+        {"flask_uwsgi_shared_dirs": ["../uploads"]},
+        ["flask_uwsgi_shared_dirs: '../uploads' must be a relative path inside the app's code"],
+    ),
+    (
+        "shared-dir-absolute",
+        {"flask_uwsgi_shared_dirs": ["/srv/uploads"]},
+        ["flask_uwsgi_shared_dirs: '/srv/uploads' must be a relative path"],
+    ),
+    (
+        "shared-dir-inside-another",
+        {"flask_uwsgi_shared_dirs": ["var", "var/uploads"]},
+        ["flask_uwsgi_shared_dirs: 'var' must be", "not inside another shared directory"],
+    ),
+    (
+        "release-command-without-command",
+        {"flask_uwsgi_release_commands": [{"once": True}]},
+        ["flask_uwsgi_release_commands", "command"],
+    ),
+    (
+        "release-command-empty",
+        {"flask_uwsgi_release_commands": [{"command": "flask db upgrade"}, {"command": " "}]},
+        ["flask_uwsgi_release_commands: item 2 has an empty command"],
+    ),
+    (
+        "worker-without-command",
+        {"flask_uwsgi_workers": [{"name": "celery"}]},
+        ["flask_uwsgi_workers", "command"],
+    ),
+    (
+        "worker-name-unsafe",
+        {"flask_uwsgi_workers": [{"name": "../celery", "command": "celery -A tasks worker"}]},
+        ["flask_uwsgi_workers: worker '../celery' needs a name of 1 to 64 letters"],
+    ),
+    (
+        "worker-named-twice",
+        {"flask_uwsgi_workers": [{"name": "celery", "command": "celery worker"}, {"name": "celery", "command": "x"}]},
+        ["flask_uwsgi_workers: worker 'celery' needs", "used once"],
+    ),
+    (
+        "release-command-timeout-zero",
+        {"flask_uwsgi_release_command_timeout": 0},
+        ["flask_uwsgi_release_command_timeout must be an integer of at least 1"],
+    ),
 ]
 
 

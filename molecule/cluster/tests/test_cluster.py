@@ -190,6 +190,31 @@ def test_a_rollback_keeps_the_shared_data(balancer: Any, app_servers: list[App],
     assert play.returncode == 0, play.output[-3000:]
     assert all("release-2" in app.get("/")[1] for app in app_servers)
     assert [visits(app) for app in app_servers] == [count + 1 for count in counts]
+    for app in app_servers:  # the worker followed the rollback
+        wait_for_heartbeat(app)
+
+
+def test_a_worker_that_dies_after_its_start_fails_the_deploy_and_a_dropped_worker_goes(
+    app_servers: list[App], tmp_path: Path
+) -> None:
+    heartbeat = {"name": "heartbeat", "command": "python worker.py", "stop_timeout": 5}
+    broken = {"name": "broken", "command": "python -c \"raise SystemExit('cannot reach the broker')\""}
+    first = app_servers[0]
+    before = worker(first)[0]
+    # Release 2, which the rollback left serving: no switch, so only the new worker starts.
+    src = str(demo_release(tmp_path, "release-2"))
+    play = deploy(tmp_path, {"flask_uwsgi_app_src": src, "flask_uwsgi_workers": [heartbeat, broken]})
+    assert play.returncode != 0
+    message = " ".join(play.output.split())
+    assert "did not keep running for 3 s after its restart" in message, play.output[-3000:]
+    assert "cannot reach the broker" in message
+    assert worker(first)[0] == before, "the heartbeat worker was restarted with the broken one"
+
+    play = deploy(tmp_path, {"flask_uwsgi_app_src": src, "flask_uwsgi_workers": [heartbeat]})
+    assert play.returncode == 0, play.output[-3000:]
+    assert not first.host.file("/etc/systemd/system/flask-demo-broken.service").exists
+    assert first.host.run("systemctl is-active flask-demo-broken.service").rc != 0
+    assert worker(first)[0] == before
 
 
 def test_a_worker_stops_gracefully_and_remove_takes_it_away_but_keeps_the_data(

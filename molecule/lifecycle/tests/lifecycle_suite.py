@@ -438,8 +438,9 @@ def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path
 
 
 def test_remove_keeps_the_data_unless_asked_and_then_leaves_nothing(app: App, tmp_path: Path) -> None:
-    """playbooks/remove.yml keeps the shared directories (the app's data) unless
-    flask_uwsgi_remove_shared_dirs is true; then nothing is left, and a second run changes nothing."""
+    """playbooks/remove.yml keeps the shared directories (the app's data), and the account that owns
+    them, unless flask_uwsgi_remove_shared_dirs is true; then nothing is left, and a second run
+    changes nothing."""
     base = app.vars["flask_uwsgi_base_dir"]
     assert app.get("/visits")[0].endswith("200 OK")
     kept = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
@@ -447,6 +448,8 @@ def test_remove_keeps_the_data_unless_asked_and_then_leaves_nothing(app: App, tm
     assert app.show("LoadState") == "not-found"
     assert app.host.check_output(f"ls -A {base}") == "shared"
     assert app.host.file(f"{base}/shared/data/visits").size > 0
+    # The data's owner stays too, so that its id goes to no other account.
+    assert app.host.file(f"{base}/shared/data/visits").user == app.vars["flask_uwsgi_user"]
 
     first = app.run_playbook("playbooks/remove.yml", {"flask_uwsgi_remove_shared_dirs": True}, tmp_path)
     assert first.returncode == 0, first.output[-3000:]

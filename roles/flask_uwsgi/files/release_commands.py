@@ -15,6 +15,7 @@ process becomes the one COMMAND, set up the same way, so that systemd signals it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -39,7 +40,8 @@ def run(command: str, timeout: int) -> int:
     try:
         return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         print(f"{command!r} did not finish within {timeout} s and was killed", flush=True)
         return TIMED_OUT

@@ -28,7 +28,26 @@ BAD_INPUT = [
     ("zero-processes", {"flask_uwsgi_processes": 0}, ["flask_uwsgi_processes must be an integer of at least 1"]),
     ("negative-threads", {"flask_uwsgi_threads": -2}, ["flask_uwsgi_threads must be an integer of at least 1"]),
     ("need-app-not-a-bool", {"flask_uwsgi_need_app": "maybe"}, ["flask_uwsgi_need_app", "bool"]),
-    ("app-src-empty", {"flask_uwsgi_app_src": ""}, ["flask_uwsgi_app_src must name an existing directory"]),
+    ("no-source", {"flask_uwsgi_app_src": ""}, ["Set exactly one of flask_uwsgi_app_src", "got none"]),
+    (
+        "two-sources",
+        {"flask_uwsgi_app_git_repo": "https://git.example.com/app.git"},
+        ["Set exactly one of", "got flask_uwsgi_app_src and flask_uwsgi_app_git_repo"],
+    ),
+    (
+        "artifact-without-checksum",
+        {"flask_uwsgi_app_src": "", "flask_uwsgi_app_artifact": "/srv/dist/app-1.0.tar.gz"},
+        ["flask_uwsgi_app_artifact_checksum its SHA-256 as sha256:<64 hex digits>, got ''"],
+    ),
+    (
+        "git-version-an-option",
+        {
+            "flask_uwsgi_app_src": "",
+            "flask_uwsgi_app_git_repo": "https://git.example.com/app.git",
+            "flask_uwsgi_app_git_version": "--upload-pack=touch /tmp/x",
+        },
+        ["flask_uwsgi_app_git_version a branch, tag or commit", "got '--upload-pack=touch /tmp/x'"],
+    ),
     ("app-src-missing", {"flask_uwsgi_app_src": "/nonexistent/app"}, ["flask_uwsgi_app_src", "/nonexistent/app"]),
     (
         "module-and-wsgi-file",

@@ -23,4 +23,3 @@ def test_the_lanes_run_every_scenario_once() -> None:
     assert len(lanes) == 2
     assert sorted(in_lanes) == scenarios
     assert sorted(makefile_value("SCENARIOS").split()) == scenarios
-

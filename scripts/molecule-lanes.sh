@@ -4,7 +4,7 @@
 # the tests' own waits), so on this 2-core machine two lanes take about the time of the longer one.
 # No two scenarios share anything on the controller that either writes: their hosts, networks and
 # Molecule directories are their own, and the one that compiles uWSGI on its hosts (default) uses no
-# wheel cache, the one that fills a cache (offline) its own.
+# wheel cache, the one that fills a cache (offline) its own; the others install pyuwsgi's wheel.
 #
 #   bash scripts/molecule-lanes.sh "lifecycle cluster" "validation default"
 #
@@ -27,7 +27,15 @@ run_lane() {
     done
 }
 
+# Each lane in a process group of its own (set -m), so that an interrupt or a TERM stops the lanes
+# whole rather than leaving them to run unattended.
+set -m
 pids=()
+stop_lanes() {
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+    exit 130
+}
+trap stop_lanes INT TERM
 for lane in "$@"; do
     run_lane "$lane" &
     pids+=($!)

@@ -37,7 +37,7 @@ BAD_INPUT = [
     (
         "artifact-without-checksum",
         {"flask_uwsgi_app_src": "", "flask_uwsgi_app_artifact": "/srv/dist/app-1.0.tar.gz"},
-        ["flask_uwsgi_app_artifact_checksum its SHA-256 as sha256:<64 hex digits>, got ''"],
+        ["flask_uwsgi_app_artifact_checksum must be the SHA-256 of flask_uwsgi_app_artifact", "got ''"],
     ),
     (
         "git-version-an-option",
@@ -46,7 +46,7 @@ BAD_INPUT = [
             "flask_uwsgi_app_git_repo": "https://git.example.com/app.git",
             "flask_uwsgi_app_git_version": "--upload-pack=touch /tmp/x",
         },
-        ["flask_uwsgi_app_git_version a branch, tag or commit", "got '--upload-pack=touch /tmp/x'"],
+        ["flask_uwsgi_app_git_version must be a branch, tag or commit", "got '--upload-pack=touch /tmp/x'"],
     ),
     ("app-src-missing", {"flask_uwsgi_app_src": "/nonexistent/app"}, ["flask_uwsgi_app_src", "/nonexistent/app"]),
     (

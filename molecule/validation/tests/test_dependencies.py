@@ -79,16 +79,16 @@ class GitServer:
     def ssh_url(self, repo: str) -> str:
         return f"ssh://git@{self.address}/srv/git/{repo}"
 
-    def push(self, repo: str, src: Path, message: str) -> str:
-        """Make src's files the next commit of main (none if they are what main holds), push main to
-        repo, and return the commit: the same files pushed to both repositories are the same commit."""
+    def push(self, repo: str, src: Path, message: str, branch: str = "main") -> str:
+        """Make src's files the next commit (none if they are what the last one holds), push it to
+        repo's branch, and return it: the same files pushed to both repositories are the same commit."""
         clone = self.work / "app"
         if not clone.exists():
             git(self.work, "init", "--quiet", "--initial-branch=main", str(clone))
         for old in clone.iterdir():
             if old.name != ".git":
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
-        shutil.copytree(src, clone, dirs_exist_ok=True)
+        shutil.copytree(src, clone, symlinks=True, dirs_exist_ok=True)
         git(clone, "add", "--all")
         if git(clone, "status", "--porcelain").strip():
             git(
@@ -104,7 +104,7 @@ class GitServer:
             )
         ssh = f"ssh -i {self.work / 'key'} -o IdentitiesOnly=yes -o BatchMode=yes"
         ssh += f" -o UserKnownHostsFile={self.work / 'known_hosts'}"
-        git(clone, "push", "--quiet", self.ssh_url(repo), "main", env={"GIT_SSH_COMMAND": ssh})
+        git(clone, "push", "--quiet", self.ssh_url(repo), f"HEAD:refs/heads/{branch}", env={"GIT_SSH_COMMAND": ssh})
         return git(clone, "rev-parse", "HEAD").strip()
 
 
@@ -251,6 +251,18 @@ def test_the_same_commit_makes_no_new_release_a_moved_branch_does_and_an_unknown
     message = " ".join(unknown.output.split())
     assert "git could not fetch 'no-such-branch'" in message, message[-3000:]
     assert all(counts["changed"] == 0 for counts in recap(unknown).values()), recap(unknown)
+    assert current(deployed_hosts) == newest
+
+    # A link out of the code would carry a file of the controller to the hosts: refused.
+    evil = app_code("pyproject-app", tmp_path / "evil-src")
+    (evil / "leak").symlink_to("/etc/hostname")
+    git_server.push("public.git", evil, "a link out of the code", branch="evil")
+    linked = from_git(git_server, tmp_path / "evil", url, version="evil")
+    assert linked.returncode != 0
+    message = " ".join(linked.output.split())
+    assert "the app's code has links that point out of it" in message, message[-3000:]
+    assert "/leak" in message, message[-3000:]
+    assert all(task.startswith("flask_uwsgi : source |") for task in changed_tasks(linked)), changed_tasks(linked)
     assert current(deployed_hosts) == newest
 
 

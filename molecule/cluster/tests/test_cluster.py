@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, demo_release, deploy, load_during, request_in_host, run_playbook, task_runs
+from flask_uwsgi_testing import (
+    App,
+    demo_release,
+    deploy,
+    load_during,
+    recap,
+    request_in_host,
+    run_playbook,
+    task_runs,
+)
 
 
 def rollout(balancer: Any, tmp_path: Path, name: str, **release: str) -> tuple[str, int, dict[str, Any]]:
@@ -28,6 +37,18 @@ def test_the_balancer_spreads_requests_over_both_app_servers(balancer: Any, app_
         pids.add(re.search(r"\(pid (\d+)\)", body)[1])
     workers = [set(map(str, app.workers())) for app in app_servers]
     assert all(pids & mine for mine in workers), (pids, workers)
+
+
+def test_check_mode_on_the_converged_fleet_reports_no_change(app_servers: list[App], tmp_path: Path) -> None:
+    """With a worker and shared data, --check --diff on the hosts as converged: nothing would change,
+    and the worker is not restarted."""
+    workers = [app.host.check_output(f"systemctl show --property MainPID --value {WORKER}") for app in app_servers]
+    play = deploy(tmp_path, {}, "--check", "--diff")
+    assert play.returncode == 0, play.output[-3000:]
+    assert {host: counts["changed"] for host, counts in recap(play).items()} == dict.fromkeys(recap(play), 0)
+    assert [
+        app.host.check_output(f"systemctl show --property MainPID --value {WORKER}") for app in app_servers
+    ] == workers
 
 
 def test_a_rolling_deploy_drops_no_request_and_ends_with_every_host_new(

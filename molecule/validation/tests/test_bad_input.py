@@ -293,7 +293,13 @@ def test_an_option_that_kills_the_workers_on_python_3_13_is_refused_there(
 
 def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(bare_hosts: list[Any], tmp_path: Path) -> None:
     before = fingerprints(bare_hosts)
-    result = deploy(tmp_path, {**ONE_BATCH, "flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")
+    # With every step a deploy can have: shared data, a release command and a worker.
+    steps = {
+        "flask_uwsgi_shared_dirs": ["data"],
+        "flask_uwsgi_release_commands": [{"command": "python -c pass", "once": True}],
+        "flask_uwsgi_workers": [{"name": "heartbeat", "command": "python worker.py"}],
+    }
+    result = deploy(tmp_path, {**ONE_BATCH, **steps, "flask_uwsgi_env": {"API_TOKEN": SECRET}}, "--check", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     # The diff holds the ini and the unit that a real run would write, for each host, and never the secret.
@@ -303,6 +309,7 @@ def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(bare_host
         "+http-socket = 127.0.0.1:8000",
         "+ExecStart=/opt/flask-demo/current/venv/bin/uwsgi --ini /etc/flask_uwsgi/flask-demo.ini",
         "+EnvironmentFile=/etc/flask_uwsgi/flask-demo.env",
+        "+Description=heartbeat worker of flask-demo",
     ]:
         assert output.count(line) == len(bare_hosts), f"{line!r} not in the diff for each host:\n{output[-3000:]}"
     assert SECRET not in output

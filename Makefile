@@ -10,8 +10,6 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The test hosts' images: Debian 12 and 13, which the role supports, and 11, which it must refuse.
 TEST_SUITES := bookworm trixie bullseye
 DEBIAN ?= 12
-# The scenarios, in two lanes that run side by side (scripts/molecule-lanes.sh), of about equal length.
-LANES := "lifecycle cluster default" "validation offline multi_app unix_socket"
 SCENARIOS := default unix_socket validation lifecycle multi_app cluster offline
 
 .PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean readme
@@ -48,7 +46,7 @@ unit: venv
 	pytest -q tests bench/test_report.py
 
 molecule: venv image
-	bash scripts/molecule-lanes.sh $(LANES)
+	for scenario in $(SCENARIOS); do molecule test --scenario-name $$scenario; done
 
 test: lint unit molecule
 

@@ -308,10 +308,11 @@ def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(bare_host
         "+module = app",
         "+http-socket = 127.0.0.1:8000",
         "+ExecStart=/opt/flask-demo/current/venv/bin/uwsgi --ini /etc/flask_uwsgi/flask-demo.ini",
-        "+EnvironmentFile=/etc/flask_uwsgi/flask-demo.env",
         "+Description=heartbeat worker of flask-demo",
     ]:
         assert output.count(line) == len(bare_hosts), f"{line!r} not in the diff for each host:\n{output[-3000:]}"
+    # In the service's unit and in the worker's.
+    assert output.count("+EnvironmentFile=/etc/flask_uwsgi/flask-demo.env") == 2 * len(bare_hosts), output[-3000:]
     assert SECRET not in output
     assert fingerprints(bare_hosts) == before, "check mode changed a host"
     for host in bare_hosts:

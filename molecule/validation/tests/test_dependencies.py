@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from cryptography.x509.oid import NameOID
-from deploys import deployed, get
+from deploys import deployed, get, unchanged
 from flask_uwsgi_testing import ONE_BATCH, PROJECT, deploy, recap, run_playbook, task_runs
 
 APPS = PROJECT / "molecule" / "validation" / "apps"
@@ -216,7 +216,7 @@ def test_a_private_git_repository_deploys_a_pyproject_app_and_the_key_stays_on_t
     assert refused.returncode != 0
     message = " ".join(refused.output.split())
     assert "flask_uwsgi_app_git_repo, flask_uwsgi_app_git_version: git could not fetch" in message, message[-3000:]
-    assert all(counts["changed"] == 0 for counts in recap(refused).values()), recap(refused)
+    assert unchanged(refused, deployed_hosts), recap(refused)
 
 
 def test_the_same_commit_makes_no_new_release_a_moved_branch_does_and_an_unknown_one_is_refused(
@@ -250,7 +250,7 @@ def test_the_same_commit_makes_no_new_release_a_moved_branch_does_and_an_unknown
     assert unknown.returncode != 0
     message = " ".join(unknown.output.split())
     assert "git could not fetch 'no-such-branch'" in message, message[-3000:]
-    assert all(counts["changed"] == 0 for counts in recap(unknown).values()), recap(unknown)
+    assert unchanged(unknown, deployed_hosts), recap(unknown)
     assert current(deployed_hosts) == newest
 
     # A link out of the code would carry a file of the controller to the hosts: refused.
@@ -353,7 +353,7 @@ def test_a_uv_lock_app_from_an_https_artifact_is_installed_as_locked_and_a_wrong
     assert "flask_uwsgi_app_artifact, flask_uwsgi_app_artifact_checksum:" in message, message[-3000:]
     # The file downloaded before is checked too: its checksum is not the one given.
     assert f"has SHA-256 {sha256(tarball)[7:]}, not {'0' * 64}" in message, message[-3000:]
-    assert all(counts["changed"] == 0 for counts in recap(refused).values()), recap(refused)
+    assert unchanged(refused, deployed_hosts), recap(refused)
     assert current(deployed_hosts) == served
 
 

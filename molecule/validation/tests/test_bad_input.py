@@ -188,6 +188,11 @@ BAD_INPUT = [
         ["flask_uwsgi_workers: worker 'celery' needs", "used once"],
     ),
     (
+        "static-files-from-the-code-and-the-commands",
+        {"flask_uwsgi_static_dir": "static", "flask_uwsgi_static_from_commands": True},
+        ["flask_uwsgi_static_from_commands", "needs a command in flask_uwsgi_release_commands (got 0)"],
+    ),
+    (
         "release-command-timeout-zero",
         {"flask_uwsgi_release_command_timeout": 0},
         ["flask_uwsgi_release_command_timeout must be an integer of at least 1"],

@@ -1,0 +1,8 @@
+"""The WSGI application uWSGI loads (flask_uwsgi_module: demo.wsgi, flask_uwsgi_callable: application)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+application = get_wsgi_application()

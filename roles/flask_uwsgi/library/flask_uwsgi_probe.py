@@ -37,8 +37,10 @@ options:
     type: path
   since:
     description:
-      - Unix time of the deploy's start. When not 0, wait first until the master has a worker started
-        after it. uWSGI forks new workers only once the old ones are gone, so the answer then comes
+      - The host's uptime (seconds since boot, the first figure of /proc/uptime) at the deploy's start.
+        When not 0, wait first until the master has a worker started after it. The uptime is the
+        clock that /proc gives start times in; the wall clock would need the boot time, which /proc
+        rounds to a whole second. uWSGI forks new workers only once the old ones are gone, so the answer then comes
         from the new code, never from a worker that has not reloaded yet.
     type: float
     default: 0
@@ -126,11 +128,9 @@ def request(address: str, protocol: str, path: str, timeout: float) -> tuple[int
 
 
 def workers_started_since(pidfile: str, since: float) -> int:
-    """Count the children of the master in pidfile that started at or after the Unix time since."""
+    """Count the children of the master in pidfile that started at or after since, in seconds since boot."""
     with open(pidfile) as f:
         master = f.read().strip()
-    with open("/proc/stat") as f:
-        boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
     ticks = os.sysconf("SC_CLK_TCK")
     count = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -140,7 +140,7 @@ def workers_started_since(pidfile: str, since: float) -> int:
                 fields = f.read().rpartition(")")[2].split()
         except OSError:
             continue
-        if fields[1] == master and boot + int(fields[19]) / ticks >= since:
+        if fields[1] == master and int(fields[19]) / ticks >= since:
             count += 1
     return count
 

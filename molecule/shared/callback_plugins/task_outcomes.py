@@ -2,8 +2,10 @@
 
 The tests read task outcomes from this file instead of matching the play's coloured text. It writes
 to the file named by FLASK_UWSGI_TASK_OUTCOMES (nothing when unset), one JSON object per line:
+  {"event": "play", "play": "Deploy the WSGI apps of the app servers under uWSGI and systemd"}
   {"event": "task", "task": "flask_uwsgi : service | Reload the app's service gracefully"}
   {"event": "outcome", "host": "h1", "outcome": "ok" | "changed" | "skipping" | "failed" | "unreachable"}
+  (a failed outcome holds the task's message too, and those of a loop's failed items: "msg": "...")
   {"event": "stats", "host": "h1", "ok": 12, "changed": 0, "failed": 0, ...}
 An outcome belongs to the task line before it; a task run once per batch (serial) has one task line
 per batch.
@@ -43,6 +45,9 @@ class CallbackModule(CallbackBase):
     def _outcome(self, result: Any, outcome: str) -> None:
         self._write(event="outcome", host=result._host.get_name(), outcome=outcome)
 
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        self._write(event="play", play=play.get_name())
+
     def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
         self._write(event="task", task=task.get_name())
 
@@ -53,7 +58,10 @@ class CallbackModule(CallbackBase):
         self._outcome(result, "changed" if result._result.get("changed") else "ok")
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        self._outcome(result, "failed")
+        # A loop's message is "One or more items failed": the failed items' own messages follow it.
+        items = [item for item in result._result.get("results", []) if item.get("failed")]
+        msg = "\n".join(str(part.get("msg", "")) for part in [result._result, *items])
+        self._write(event="outcome", host=result._host.get_name(), outcome="failed", msg=msg)
 
     def v2_runner_on_skipped(self, result: Any) -> None:
         self._outcome(result, "skipping")

@@ -195,21 +195,35 @@ def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: 
     assert app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/previous") == before
 
 
-def test_old_releases_are_pruned(app: App, tmp_path: Path) -> None:
-    keep = int(app.vars["flask_uwsgi_keep_releases"])
+def test_old_releases_are_pruned_with_the_virtualenvs_only_they_used(app: App, tmp_path: Path) -> None:
+    """New code alone reuses the virtualenv of the release before (pip does not run); a changed
+    requirements file builds one of its own. Pruning keeps the virtualenvs of the releases kept, and no other."""
+    base, keep = app.vars["flask_uwsgi_base_dir"], int(app.vars["flask_uwsgi_keep_releases"])
+    venv_before = app.host.check_output(f"readlink {base}/current/venv")
     for n in range(3, 3 + keep):
-        play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, f"release-{n}"))})
+        release = make_release(tmp_path, f"release-{n}")
+        last = n == 2 + keep
+        if last:
+            requirements = release / "requirements.txt"
+            requirements.write_text(requirements.read_text() + "# the same packages, in a changed file\n")
+        play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(release)})
         assert play.returncode == 0, play.output[-3000:]
-    releases = app.host.check_output(f"ls {app.vars['flask_uwsgi_base_dir']}/releases").split()
+        assert task_outcome(play, "Install uWSGI into the virtualenv") == ("changed" if last else "skipping")
+        venv = app.host.check_output(f"readlink {base}/current/venv")
+        assert (venv == venv_before) != last, (n, venv, venv_before)
+    releases = app.host.check_output(f"ls {base}/releases").split()
     print(f"after {keep} more deploys: {len(releases)} releases kept")
     assert len(releases) == keep
     assert app.current_release().rpartition("/")[2] in releases
+    linked = {app.host.check_output(f"readlink {base}/releases/{release}/venv") for release in releases}
+    assert linked == {venv_before, venv}
+    assert {f"{base}/venvs/{name}" for name in app.host.check_output(f"ls {base}/venvs").split()} == linked
 
 
 BUILD_TASKS = (
     "Copy the app's code into the release",
-    "Install uWSGI into the release's virtualenv",
-    "Install the app's requirements file into the release's virtualenv",
+    "Install uWSGI into the virtualenv",
+    "Install the app's requirements file into the virtualenv",
 )
 
 

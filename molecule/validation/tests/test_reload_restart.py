@@ -34,6 +34,8 @@ def test_code_change_is_a_graceful_reload(app_hosts: list[Any], tmp_path: Path, 
     play = deployed(tmp_path, {"flask_uwsgi_app_src": code, "flask_uwsgi_health_path": "/version"})
     assert everywhere(play, "Reload the app's service", app_hosts) == "changed"
     assert everywhere(play, "Restart the app's service", app_hosts) == "skipping"
+    # New code, the same dependencies: the virtualenv built for them before serves again, pip does not run.
+    assert everywhere(play, "Install uWSGI into the virtualenv", app_hosts) == "skipping"
     assert main_pids(app_hosts) == masters
     for host in app_hosts:
         assert get(host, "/version") == (200, "probes")

@@ -47,6 +47,8 @@ def deploy(repo: Path, tmp_path: Path) -> None:
     extra_vars = {
         "django_demo_repo": f"file://{repo}",
         "django_demo_secret_key": "not-a-secret-of-any-real-site",
+        # The deploy's check and probe ask for 127.0.0.1 and localhost; the tests' client for "test".
+        "django_demo_hosts": "localhost,127.0.0.1,test",
         "flask_uwsgi_app_cache": str(tmp_path / "cache"),
     }
     play = run_playbook(SITE, extra_vars, tmp_path)

@@ -63,10 +63,9 @@ def visits(host: Any) -> int:
 
 
 def applied_migrations(host: Any) -> list[str]:
-    query = "import sqlite3, sys; print(*(n for (n,) in sqlite3.connect(sys.argv[1]).execute(" + (
-        "\"select name from django_migrations where app = 'visits' order by id\")))"
-    )
-    return host.check_output("python3 -c %s %s", query, DATABASE).split()
+    query = "select name from django_migrations where app = 'visits' order by id"
+    script = "import sqlite3, sys; print(*(n for (n,) in sqlite3.connect(sys.argv[1]).execute(sys.argv[2])))"
+    return host.check_output("python3 -c %s %s %s", script, DATABASE, query).split()
 
 
 def test_the_django_demo_deploys_from_git_migrates_and_nginx_serves_its_static_files(

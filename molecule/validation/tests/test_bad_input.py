@@ -4,7 +4,7 @@ The refused inputs run as one ansible-playbook: a play per case applies the role
 bare Debian 12 and 13 hosts at once with one wrong setting (as a play variable, over the inventory's),
 and a rescue lets the next play run. Each case checks, on each host, that exactly one task failed,
 with the case's message, and that none changed anything; the hosts' files are compared before and
-after all of them. (One ansible-playbook per case took about 5 s each.) The refusals of a whole
+after all of them. (One ansible-playbook per case took 3 to 4 s each.) The refusals of a whole
 deploy (an unsupported release, tags) run `playbooks/deploy.yml` itself. The hosts are still bare
 when this file ends; the other files deploy to them, after it (conftest.py runs this file first; the
 bare_hosts fixture fails if a deploy ran before).

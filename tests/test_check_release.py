@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-CHECK = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "files" / "check_release.py"
+CHECK = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "files" / "helpers" / "check_release.py"
 
 GOOD = """
 import os
@@ -87,7 +87,7 @@ AWKWARD = {
 
 def render_environment_file(env: dict[str, object]) -> str:
     """Render the role's templates/environment.j2 as Ansible would (comment filter stubbed)."""
-    templates = CHECK.parents[1] / "templates"
+    templates = CHECK.parents[2] / "templates"
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), keep_trailing_newline=True, trim_blocks=True)
     jinja.filters["comment"] = lambda text: f"#\n# {text}\n#"
     return jinja.get_template("environment.j2").render(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import struct
@@ -13,13 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from role_library import load
 
-MODULE = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "library" / "flask_uwsgi_probe.py"
-spec = importlib.util.spec_from_file_location("flask_uwsgi_probe", MODULE)
-assert spec
-assert spec.loader
-probe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(probe)
+probe = load("flask_uwsgi_probe")
 
 
 def parse_uwsgi(packet: bytes) -> dict[str, str]:

@@ -23,6 +23,13 @@ COPY_TASK = "compile_uwsgi | Copy the compiled uWSGI from the controller's cache
 PROBE = "/root/pip-probe"
 
 
+def new_dependencies(release: Path) -> Path:
+    """The release with a changed requirements file (the same packages): a virtualenv of its own."""
+    requirements = release / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"# {release.name}\n")
+    return release
+
+
 def pip_download(host: Any, *args: str) -> Any:
     """`pip download --no-deps` in the host, from a throwaway virtualenv, with one quick retry (which logs why)."""
     host.run(f"test -x {PROBE}/bin/pip || python3 -m venv {PROBE}")
@@ -142,8 +149,9 @@ def test_uwsgi_was_compiled_once_per_platform_and_runs_everywhere(compiled: list
 
 def test_check_mode_compiles_nothing_and_says_where_it_would(compiled: list[App], tmp_path: Path) -> None:
     empty_the_debian_12_wheel_caches(compiled)
-    # New code, so a real run would build a release (an unchanged one needs no uWSGI at all).
-    src = demo_release(tmp_path, "release-check")
+    # A changed requirements file, so a real run would build a virtualenv (new code alone reuses the
+    # one of the release before, and needs no uWSGI at all).
+    src = new_dependencies(demo_release(tmp_path, "release-check"))
     play = deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}, "--check", "--limit", "compiled")
     assert play.returncode == 0, play.stdout[-3000:]
     compiler12, other12, debian13 = (app.host.backend.host for app in compiled)
@@ -165,7 +173,7 @@ def test_serial_batches_compile_once_and_later_batches_take_the_cached_wheel(
 ) -> None:
     empty_the_debian_12_wheel_caches(compiled)
     monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
-    src = demo_release(tmp_path, "release-2")
+    src = new_dependencies(demo_release(tmp_path, "release-2"))
     start = time.monotonic()
     play = deploy(tmp_path, {"flask_uwsgi_app_src": str(src)}, "--limit", "compiled")
     took = time.monotonic() - start

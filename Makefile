@@ -10,7 +10,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The test hosts' images: Debian 12 and 13, which the role supports, and 11, which it must refuse.
 TEST_SUITES := bookworm trixie bullseye
 DEBIAN ?= 12
-SCENARIOS := default unix_socket validation lifecycle multi_app cluster offline
+# The scenarios whose plays drive one host at a time use about one core of the two: they run in two
+# lanes side by side. Those that drive two hosts at once (validation's plays, lifecycle's two pytest
+# workers) keep both cores busy, and run alone (docs/testing.md).
+LANE_1 := default cluster
+LANE_2 := unix_socket multi_app offline
+ALONE := validation lifecycle
+SCENARIOS := $(LANE_1) $(LANE_2) $(ALONE)
 
 .PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean readme
 
@@ -45,10 +51,18 @@ lint: venv
 unit: venv
 	pytest -q tests bench/test_report.py
 
+# Each lane stops at its first failed scenario; its lines carry the scenario's name.
 molecule: venv image
-	for scenario in $(SCENARIOS); do molecule test --scenario-name $$scenario; done
+	pids=(); for lane in "$(LANE_1)" "$(LANE_2)"; do \
+	  (for scenario in $$lane; do molecule test --scenario-name $$scenario 2>&1 | sed -u "s/^/[$$scenario] /"; done) & pids+=($$!); \
+	done; \
+	failed=0; for pid in "$${pids[@]}"; do wait $$pid || failed=1; done; [ $$failed = 0 ]
+	for scenario in $(ALONE); do molecule test --scenario-name $$scenario; done
 
-test: lint unit molecule
+# The images build (mostly waiting on the Debian mirror) while the virtualenv installs and lint runs.
+test:
+	$(MAKE) --no-print-directory image & images=$$!; $(MAKE) --no-print-directory lint unit; wait $$images
+	$(MAKE) --no-print-directory molecule
 
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 	$(VENV)/bin/pip install --quiet -r bench/requirements.txt

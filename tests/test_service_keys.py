@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ RESTART_OPTIONS = [
 ]
 # The expression of tasks/service.yml before the module, for the ini's lines that only a restart applies.
 OLD_PATTERN = "(?m)^(?:https?|http-socket|socket|uwsgi-socket|shared-socket|listen|chmod-socket|chown-socket) = .*$"
+# The find of tasks/service.yml before the module, for the uWSGI distributions.
+OLD_DIST_INFO = "^(?i:uwsgi|pyuwsgi)-[^-]+[.]dist-info$"
 INI = """[uwsgi]
 strict = true
 http-socket = 127.0.0.1:8000
@@ -75,7 +78,7 @@ def old_keys(params: dict[str, Any]) -> dict[str, str]:
 
     ini = Path(params["ini"]).read_text() if os.path.exists(params["ini"]) else ""
     lib = Path(params["venv_lib"])
-    found = sorted(path.name.lower() for path in lib.glob("*/*/*") if keys.UWSGI_DIST_INFO.match(path.name))
+    found = sorted(path.name.lower() for path in lib.glob("*/*/*") if re.match(OLD_DIST_INFO, path.name))
     restart = [sha1(params["unit"]), sha1(params["env_file"]), regex_findall(ini, OLD_PATTERN), found]
     target = os.readlink(params["current"]) if os.path.islink(params["current"]) else ""
     reload = [sha1(params["ini"]), target, sha1(params["mark"])]

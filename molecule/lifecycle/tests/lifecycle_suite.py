@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import App, Play, demo_release, load_during, recap, task_outcome, task_runs
+from flask_uwsgi_testing import App, Play, demo_release, load_during, new_dependencies, recap, task_outcome, task_runs
 
 
 def journal_since(app: App, since: float) -> str:
@@ -204,8 +204,7 @@ def test_old_releases_are_pruned_with_the_virtualenvs_only_they_used(app: App, t
         release = make_release(tmp_path, f"release-{n}")
         last = n == 2 + keep
         if last:
-            requirements = release / "requirements.txt"
-            requirements.write_text(requirements.read_text() + "# the same packages, in a changed file\n")
+            new_dependencies(release)
         play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(release)})
         assert play.returncode == 0, play.output[-3000:]
         assert task_outcome(play, "Install uWSGI into the virtualenv") == ("changed" if last else "skipping")

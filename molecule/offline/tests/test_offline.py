@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import App, demo_release, deploy, task_runs
+from flask_uwsgi_testing import App, demo_release, deploy, new_dependencies, task_runs
 
 # The platform each compiled wheel fits, by Debian release.
 WHEEL_KEYS = {12: "debian-12-cpython-311-linux-x86_64", 13: "debian-13-cpython-313-linux-x86_64"}
@@ -21,13 +21,6 @@ COMPILE_TASK = "compile_uwsgi | Compile uWSGI into a wheel"
 COPY_TASK = "compile_uwsgi | Copy the compiled uWSGI from the controller's cache"
 # Not in /tmp, which is mounted noexec in the test hosts.
 PROBE = "/root/pip-probe"
-
-
-def new_dependencies(release: Path) -> Path:
-    """The release with a changed requirements file (the same packages): a virtualenv of its own."""
-    requirements = release / "requirements.txt"
-    requirements.write_text(requirements.read_text() + f"# {release.name}\n")
-    return release
 
 
 def pip_download(host: Any, *args: str) -> Any:

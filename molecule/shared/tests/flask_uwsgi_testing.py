@@ -238,6 +238,13 @@ def demo_release(tmp_path: Path, name: str, *, before: str = "", after: str = ""
     return release
 
 
+def new_dependencies(release: Path) -> Path:
+    """The release with a changed requirements file (the same packages): it gets a virtualenv of its own."""
+    requirements = release / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"# {release.name}: the same packages, in a changed file\n")
+    return release
+
+
 def exposure(host: Any, unit: str) -> float:
     """The overall exposure level systemd-analyze security gives the unit (0 is best, 10 worst)."""
     report = host.check_output(f"systemd-analyze security {unit} --no-pager")

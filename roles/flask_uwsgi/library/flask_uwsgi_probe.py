@@ -37,7 +37,8 @@ options:
     type: path
   since:
     description:
-      - The host's uptime (seconds since boot, the first figure of /proc/uptime) at the deploy's start.
+      - The host's uptime (seconds since boot, the first figure of /proc/uptime), noted just before the
+        restart or reload.
         When not 0, wait first until the master has a worker started after it. The uptime is the
         clock that /proc gives start times in; the wall clock would need the boot time, which /proc
         rounds to a whole second. uWSGI forks new workers only once the old ones are gone, so the answer then comes

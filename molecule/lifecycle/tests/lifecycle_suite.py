@@ -195,17 +195,20 @@ def test_rollback_returns_to_the_previous_release_without_a_failed_request(app: 
     assert app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/previous") == before
 
 
+def pruning_release(tmp_path: Path, n: int, keep: int) -> Path:
+    """Release n of the pruning test below: new code, and for the last one (n = 2 + keep) new dependencies too."""
+    release = make_release(tmp_path, f"release-{n}")
+    return new_dependencies(release) if n == 2 + keep else release
+
+
 def test_old_releases_are_pruned_with_the_virtualenvs_only_they_used(app: App, tmp_path: Path) -> None:
     """New code alone reuses the virtualenv of the release before (pip does not run); a changed
     requirements file builds one of its own. Pruning keeps the virtualenvs of the releases kept, and no other."""
     base, keep = app.vars["flask_uwsgi_base_dir"], int(app.vars["flask_uwsgi_keep_releases"])
     venv_before = app.host.check_output(f"readlink {base}/current/venv")
     for n in range(3, 3 + keep):
-        release = make_release(tmp_path, f"release-{n}")
         last = n == 2 + keep
-        if last:
-            new_dependencies(release)
-        play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(release)})
+        play = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(pruning_release(tmp_path, n, keep))})
         assert play.returncode == 0, play.output[-3000:]
         assert task_outcome(play, "Install uWSGI into the virtualenv") == ("changed" if last else "skipping")
         venv = app.host.check_output(f"readlink {base}/current/venv")
@@ -227,23 +230,23 @@ BUILD_TASKS = (
 
 
 def test_a_release_is_built_once_and_a_build_cut_short_is_built_again(app: App, tmp_path: Path) -> None:
-    once = {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-once"))}
-    assert app.deploy(tmp_path, once).returncode == 0
-    release = app.current_release()
-    again = app.deploy(tmp_path, once)
+    """The pruning test's releases: the one that serves is not built again, and the one kept for a
+    rollback, once it lost its mark and a file as a build cut short would, is built again."""
+    keep = int(app.vars["flask_uwsgi_keep_releases"])
+    serving = app.current_release()
+    kept = app.host.check_output(f"readlink {app.vars['flask_uwsgi_base_dir']}/previous")
+    again = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(pruning_release(tmp_path, 2 + keep, keep))})
     assert again.returncode == 0, again.output[-3000:]
     assert changed(app, again) == 0
     assert {task: task_outcome(again, task) for task in BUILD_TASKS} == dict.fromkeys(BUILD_TASKS, "skipping")
+    assert app.current_release() == serving
 
-    # Another release goes live; then release-once loses its mark and a file, as a build cut short would.
-    other = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(make_release(tmp_path, "release-other"))})
-    assert other.returncode == 0, other.output[-3000:]
-    app.host.check_output(f"rm {release}/checked {release}/app/app.py")
-    rebuilt = app.deploy(tmp_path, once)
+    app.host.check_output(f"rm {kept}/checked {kept}/app/app.py")
+    rebuilt = app.deploy(tmp_path, {"flask_uwsgi_app_src": str(pruning_release(tmp_path, 1 + keep, keep))})
     assert rebuilt.returncode == 0, rebuilt.output[-3000:]
     assert task_outcome(rebuilt, BUILD_TASKS[0]) == "changed"
-    assert app.current_release() == release
-    assert "release-once" in app.get("/")[1]
+    assert app.current_release() == kept
+    assert f"release-{1 + keep}" in app.get("/")[1]
 
 
 def test_a_named_release_is_built_once_and_never_rebuilt_while_it_serves(app: App, tmp_path: Path) -> None:
@@ -309,16 +312,13 @@ def test_the_run_after_one_that_died_half_way_reloads_what_it_wrote(app: App, tm
     assert task_outcome(play, "Reload the app's service") == "changed"
     assert app.main_pid() == master
     app.wait_until(lambda: len(app.workers()) == processes, timeout=10, what=f"{processes} workers")
-
-    back = app.deploy(tmp_path, {})
-    assert back.returncode == 0, back.output[-3000:]
-    app.wait_until(lambda: len(app.workers()) == workers, timeout=10, what=f"{workers} workers")
+    # The next test's deploy brings back the scenario's worker count.
 
 
 def test_a_hand_edited_ini_is_written_back_and_reloaded(app: App, tmp_path: Path) -> None:
-    """Somebody edits uwsgi.ini on the host and reloads: the next deploy writes the role's ini back
-    and reloads onto it, though what the service last ran with by the role's hand has not changed."""
-    workers = len(app.workers())
+    """Somebody edits uwsgi.ini on the host and reloads: the next deploy, with the scenario's settings,
+    writes the role's ini back and reloads onto it."""
+    workers, processes = len(app.workers()), int(app.vars["flask_uwsgi_processes"])
     app.host.check_output(f"sed -i 's/^processes = .*/processes = {workers + 1}/' {app.ini}")
     app.host.check_output(f"systemctl reload {app.unit}")
     app.wait_until(lambda: len(app.workers()) == workers + 1, timeout=15, what="the hand-edited worker count")
@@ -326,7 +326,7 @@ def test_a_hand_edited_ini_is_written_back_and_reloaded(app: App, tmp_path: Path
     assert play.returncode == 0, play.output[-3000:]
     assert task_outcome(play, "config | Write the app's uwsgi.ini") == "changed"
     assert task_outcome(play, "Reload the app's service") == "changed"
-    app.wait_until(lambda: len(app.workers()) == workers, timeout=15, what=f"{workers} workers again")
+    app.wait_until(lambda: len(app.workers()) == processes, timeout=15, what=f"the scenario's {processes} workers")
 
 
 # What each tag runs: the steps of tasks/main.yml (the preflight runs with every tag).
@@ -373,6 +373,10 @@ def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: P
         assert play.returncode == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         assert steps_run(play) & set(STEPS) == set(steps), f"--tags {tag}"
         assert changed(app, play) == 0, f"--tags {tag}:\n{play.output[-3000:]}"
+        if "accounts" in steps:
+            # The preflight found the role's directories and helpers as they should be: nothing to run.
+            for task in ("Create the app's directories and flask_uwsgi's own", "Install the helpers"):
+                assert task_outcome(play, task) == "skipping", f"--tags {tag}: {task}"
 
 
 def test_a_tag_applies_what_it_writes(app: App, tmp_path: Path) -> None:

@@ -27,8 +27,7 @@ def test_check_mode_on_a_converged_host_reports_no_change(
 
 def test_code_change_is_a_graceful_reload(app_hosts: list[Any], tmp_path: Path, deployed_hosts: list[Any]) -> None:
     """New code reaches the workers through a reload: same master, new answer, no restart."""
-    # The scenario's settings (a no-op right after the first deploy), then code of its own, new to the hosts.
-    deployed(tmp_path, {})
+    # The hosts serve the first deploy's release (the check mode test changed nothing): new code for them.
     code = str(demo_release(tmp_path, "reloaded", after=PROBES))
     masters = main_pids(app_hosts)
     play = deployed(tmp_path, {"flask_uwsgi_app_src": code, "flask_uwsgi_health_path": "/version"})

@@ -54,9 +54,9 @@ def test_secrets_reach_the_app_and_nothing_else(app_hosts: list[Any], tmp_path: 
 
 
 def test_new_secret_values_alone_restart_the_service(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
-    """A reload would keep the master's environment: new values need a restart, and get one."""
+    """A reload would keep the master's environment: new values need a restart, and get one. The hosts
+    run with SECRETS, as the test before left them (its last deploy changed nothing)."""
     rotated = {**SECRETS, "SECRET_KEY": SECRETS["SECRET_KEY"].replace("quoted", "rotated")}
-    deployed(tmp_path, with_secrets(probes, SECRETS))
     masters = main_pids(app_hosts)
     play = deployed(tmp_path, with_secrets(probes, rotated))
     assert everywhere(play, "config | Write the app's systemd unit", app_hosts) == "ok", "not a values-only test"

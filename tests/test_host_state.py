@@ -52,11 +52,15 @@ def test_a_directory_is_in_place_only_as_root_s_with_mode_0755(tmp_path: Path) -
     other_group = root_dir(tmp_path / "other-group")
     os.chown(other_group, 0, 1)
     not_a_dir = root_program(tmp_path / "file")
-    link = tmp_path / "link"
+    # A link counts as the directory it points to, as the file module follows it.
+    link, link_to_closed = tmp_path / "link", tmp_path / "link-to-closed"
     link.symlink_to(good)
+    link_to_closed.symlink_to(closed)
     missing = tmp_path / "missing"
-    found = look([good, closed, other_group, not_a_dir, link, missing], {}, [])
-    assert found["astray_directories"] == [str(path) for path in (closed, other_group, not_a_dir, link, missing)]
+    found = look([good, closed, other_group, not_a_dir, link, link_to_closed, missing], {}, [])
+    assert found["astray_directories"] == [
+        str(path) for path in (closed, other_group, not_a_dir, link_to_closed, missing)
+    ]
 
 
 def test_a_program_is_in_place_only_with_its_content_mode_and_owner(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ description:
   - Reads, in one call at the start of a deploy (tasks/preflight.yml), what later tasks would
     otherwise each ask the host for, so that a task with nothing to change is skipped instead of run.
   - A directory of O(root_directories) or a file of O(root_programs) is astray when it is missing,
-    of another type, not owned by root:root, not of mode 0755, or (a file) of other content.
+    of another type, not owned by root:root, not of mode 0755, or (a file) of other content. A link
+    to a directory counts as the directory (the file module follows it); a link to a file is astray.
   - Reads only, so it runs in check mode too.
 options:
   root_directories:
@@ -66,8 +67,9 @@ def owned_by_root(info: os.stat_result) -> bool:
 
 
 def directory_in_place(path: str) -> bool:
+    """A link to such a directory passes too: the file module follows it."""
     try:
-        info = os.lstat(path)
+        info = os.stat(path)
     except OSError:
         return False
     return stat.S_ISDIR(info.st_mode) and owned_by_root(info)

@@ -62,7 +62,7 @@ from ansible.module_utils.basic import AnsibleModule
 MODE = 0o755
 
 
-def owned_by_root(info: os.stat_result) -> bool:
+def root_s_with_mode_0755(info: os.stat_result) -> bool:
     return info.st_uid == 0 and info.st_gid == 0 and stat.S_IMODE(info.st_mode) == MODE
 
 
@@ -72,13 +72,13 @@ def directory_in_place(path: str) -> bool:
         info = os.stat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and owned_by_root(info)
+    return stat.S_ISDIR(info.st_mode) and root_s_with_mode_0755(info)
 
 
 def program_in_place(path: str, sha1: str) -> bool:
     try:
         info = os.lstat(path)
-        if not (stat.S_ISREG(info.st_mode) and owned_by_root(info)):
+        if not (stat.S_ISREG(info.st_mode) and root_s_with_mode_0755(info)):
             return False
         with open(path, "rb") as handle:
             return hashlib.sha1(handle.read()).hexdigest() == sha1

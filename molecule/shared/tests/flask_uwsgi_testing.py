@@ -197,6 +197,13 @@ def task_runs(play: Play, task: str) -> list[dict[str, str]]:
     """How each run of the tasks whose name holds `task` ended, host by host: one
     {host: ok|changed|skipping|failed|unreachable} per run (a play with serial runs a task once per
     batch). Fails when no task has that name, so that a renamed task cannot pass a test unchecked."""
+    runs = _runs(play, task)
+    assert play.events, f"the play recorded no task outcomes:\n{play.output[-3000:]}"
+    assert runs, f"no task named like {task!r} in the play"
+    return runs
+
+
+def _runs(play: Play, task: str) -> list[dict[str, str]]:
     runs: list[dict[str, str]] = []
     current: dict[str, str] | None = None
     for event in play.events:
@@ -206,8 +213,6 @@ def task_runs(play: Play, task: str) -> list[dict[str, str]]:
                 runs.append(current)
         elif event["event"] == "outcome" and current is not None:
             current[event["host"]] = event["outcome"]
-    assert play.events, f"the play recorded no task outcomes:\n{play.output[-3000:]}"
-    assert runs, f"no task named like {task!r} in the play"
     return runs
 
 
@@ -215,6 +220,19 @@ def task_outcome(play: Play, task: str) -> str:
     """How the first task whose name holds `task` ended in a play on one host: ok, changed, skipping or failed."""
     [(_, outcome)] = task_runs(play, task)[0].items()
     return outcome
+
+
+def not_run(play: Play, task: str) -> bool:
+    """Whether no host ran the tasks whose name holds `task`: skipped, or not even read, since the role
+    includes some steps' task files only when they have work (a build, workers). Fails when the
+    role has no task of that name, so that a renamed task cannot pass a test unchecked."""
+    tasks = "\n".join(path.read_text() for path in (PROJECT / "roles").glob("*/tasks/*.yml"))
+    assert re.search(r"^ *- name: .*" + re.escape(task), tasks, re.MULTILINE), (
+        f"the role has no task named like {task!r}"
+    )
+    names = [event["task"] for event in play.events if event["event"] == "task"]
+    assert names, f"the play recorded no tasks:\n{play.output[-3000:]}"
+    return all(run == {} or set(run.values()) == {"skipping"} for run in _runs(play, task))
 
 
 def recap(play: Play) -> dict[str, dict[str, int]]:

@@ -46,6 +46,7 @@ processes = 2
 def host(tmp_path: Path, ini: str = INI, uwsgi: str = "pyuwsgi-2.0.30.post1.dist-info") -> dict[str, Any]:
     """A host's files as the role lays them out; returns the module's parameters for them."""
     (tmp_path / "demo.service").write_text("[Service]\nExecStart=/bin/true\n")
+    (tmp_path / "demo.socket").write_text("[Socket]\nListenStream=127.0.0.1:8000\n")
     (tmp_path / "demo.env").write_text("SECRET=1\n")
     (tmp_path / "demo.ini").write_text(ini)
     release = tmp_path / "releases" / "r1"
@@ -60,6 +61,7 @@ def params(base: Path) -> dict[str, Any]:
     """The module's parameters for a host whose files are under base."""
     return {
         "unit": str(base / "demo.service"),
+        "socket_unit": str(base / "demo.socket"),
         "env_file": str(base / "demo.env"),
         "ini": str(base / "demo.ini"),
         "restart_options": RESTART_OPTIONS,
@@ -112,19 +114,21 @@ def test_a_bare_host_has_empty_keys_and_no_record(tmp_path: Path) -> None:
     ("change", "moved"),
     [
         (lambda p: Path(p["unit"]).write_text("[Service]\nExecStart=/bin/false\n"), {"restart"}),
+        (lambda p: Path(p["socket_unit"]).write_text("[Socket]\nListenStream=127.0.0.1:8001\n"), {"sockets"}),
+        (lambda p: Path(p["socket_unit"]).unlink(), {"sockets"}),
         (lambda p: Path(p["env_file"]).write_text("SECRET=2\n"), {"restart"}),
         (lambda p: Path(p["ini"]).write_text(INI.replace("listen = 128", "listen = 256")), {"restart", "reload"}),
         (lambda p: Path(p["ini"]).write_text(INI.replace("processes = 2", "processes = 3")), {"reload"}),
         (lambda p: Path(p["mark"]).write_text("other-content\n"), {"reload"}),
     ],
-    ids=["unit", "environment", "listen-queue", "processes", "rebuilt-release"],
+    ids=["unit", "socket-unit", "no-socket-unit", "environment", "listen-queue", "processes", "rebuilt-release"],
 )
 def test_each_file_moves_the_key_of_what_applies_it(tmp_path: Path, change: Any, moved: set[str]) -> None:
     params = host(tmp_path)
     before = keys.service_keys(params)
     change(params)
     after = keys.service_keys(params)
-    assert {name for name in ("restart", "reload") if before[name] != after[name]} == moved
+    assert {name for name in ("restart", "reload", "sockets") if before[name] != after[name]} == moved
 
 
 def test_another_uwsgi_in_the_current_release_moves_the_restart_key(tmp_path: Path) -> None:

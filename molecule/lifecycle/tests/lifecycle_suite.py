@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask_uwsgi_testing import (
+    CLIENT,
     App,
     Play,
     demo_release,
@@ -40,17 +41,63 @@ def test_logs_go_to_the_journal_under_the_app_name(app: App) -> None:
     assert "spawned uWSGI worker 1" in logged
 
 
-def test_killed_master_is_restarted_by_systemd(app: App) -> None:
+def port(app: App) -> int:
+    return int(app.address[0].rpartition(":")[2])
+
+
+def test_killed_master_is_restarted_by_systemd_and_no_request_fails(app: App) -> None:
+    """Connections wait in the queue of the socket systemd holds until uWSGI is back: none is refused."""
     master, restarts = app.main_pid(), int(app.show("NRestarts"))
-    app.host.check_output(f"kill -KILL {master}")
-    took = app.wait_until(
-        lambda: app.main_pid() not in (0, master) and app.answers(),
-        timeout=30,
-        what="systemd restarts the service after its master was killed",
+
+    def kill_and_wait() -> float:
+        app.host.check_output(f"kill -KILL {master}")
+        return app.wait_until(
+            lambda: app.main_pid() not in (0, master) and app.answers(),
+            timeout=30,
+            what="systemd restarts the service after its master was killed",
+        )
+
+    took, stats = load_during(app.host, port(app), kill_and_wait)
+    print(
+        f"{app.host.backend.host}: master SIGKILLed under load: answering again after {took:.2f} s; {stats['figures']}"
     )
-    print(f"master SIGKILLed: answering again after {took:.2f} s")
     assert took <= int(app.vars["flask_uwsgi_restart_sec"]) + 3
     assert int(app.show("NRestarts")) == restarts + 1
+    assert stats["failed"] == 0, stats["errors"]
+
+
+def test_a_restart_and_a_stop_then_start_fail_no_request(app: App) -> None:
+    """systemctl restart, and a stop with a start 3 s later, under load: the socket unit keeps the port,
+    and connections wait for the new master."""
+    for what, command in [
+        ("systemctl restart", f"systemctl restart {app.unit}"),
+        ("systemctl stop, start 3 s later", f"systemctl stop {app.unit} && sleep 3 && systemctl start {app.unit}"),
+    ]:
+        master = app.main_pid()
+        _, stats = load_during(app.host, port(app), lambda command=command: app.host.check_output(command))
+        print(f"{app.host.backend.host}: {what} under load: {stats['figures']}")
+        assert stats["failed"] == 0, (what, stats["errors"])
+        assert app.main_pid() not in (0, master), what
+
+
+def test_the_port_stays_open_until_the_socket_unit_stops(app: App) -> None:
+    """Stopping the service alone leaves systemd listening, and the next connection starts it again;
+    stopping the socket unit closes the port (and stops the service, which requires it)."""
+    socket_unit, address = app.socket_unit, f"tcp://{app.address[0]}"
+    app.host.check_output(f"systemctl stop {app.unit}")
+    assert app.show("ActiveState") == "inactive"
+    assert app.host.socket(address).is_listening
+    assert app.answers(), "a connection to the held port did not start the service"
+    assert app.show("ActiveState") == "active"
+
+    app.host.check_output(f"systemctl stop {socket_unit}")
+    assert app.show("ActiveState") == "inactive"
+    assert not app.host.socket(address).is_listening
+    refused = app.host.run("python3 -c %s %s http /", CLIENT, app.address[0])
+    assert refused.rc != 0 and "ConnectionRefusedError" in refused.stderr, refused.stderr
+    app.host.check_output(f"systemctl start {app.unit}")
+    assert app.host.check_output(f"systemctl is-active {socket_unit}") == "active"
+    assert app.answers()
 
 
 def test_service_comes_back_after_a_reboot(app: App) -> None:
@@ -421,16 +468,18 @@ def test_another_uwsgi_restarts_and_a_rollback_across_it_restarts_again(app: App
     with another version restarts, and so does the rollback to the release with the first one.
     (Its deploy also brings back the scenario's settings after the tests of tags.)"""
     before, master = app.current_release(), app.main_pid()
-    other = app.deploy(tmp_path, {"flask_uwsgi_uwsgi_version": "2.0.29"})
+    other, stats = under_load(app, tmp_path, "playbooks/deploy.yml", {"flask_uwsgi_uwsgi_version": "2.0.29"})
     assert other.returncode == 0, other.output[-3000:]
     assert task_outcome(other, "Restart the app's service") == "changed"
+    assert stats["failed"] == 0, stats["errors"]
     assert app.current_release() != before
     assert app.main_pid() != master
     master = app.main_pid()
 
-    back = app.run_playbook("playbooks/rollback.yml", {}, tmp_path)
+    back, stats = under_load(app, tmp_path, "playbooks/rollback.yml", {})
     assert back.returncode == 0, back.output[-3000:]
     assert task_outcome(back, "Restart the app's service") == "changed"
+    assert stats["failed"] == 0, stats["errors"]
     assert app.current_release() == before
     assert app.main_pid() != master
     assert app.answers()
@@ -490,7 +539,11 @@ def test_remove_keeps_the_data_unless_asked_and_then_leaves_nothing(app: App, tm
     assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc != 0
     assert not app.host.user(app.vars["flask_uwsgi_user"]).exists
     assert not app.host.group(app.vars["flask_uwsgi_group"]).exists
-    for path in (app.ini, app.vars["flask_uwsgi_base_dir"], f"/etc/systemd/system/{app.unit}"):
+    for path in (
+        app.ini,
+        app.vars["flask_uwsgi_base_dir"],
+        *(f"/etc/systemd/system/{u}" for u in (app.unit, app.socket_unit)),
+    ):
         assert not app.host.file(path).exists, path
     assert not app.host.socket("tcp://" + app.vars["flask_uwsgi_http_socket"]).is_listening
 

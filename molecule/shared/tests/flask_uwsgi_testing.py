@@ -109,15 +109,23 @@ def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[
     The load starts 2 s before and stops 2 s after; it is bounded to 300 s and 100,000 requests.
     Returns what action returned and the load's figures, with a printable summary under "figures".
     """
+    result, [stats] = load_on_each_during([host], port, action)
+    return result, stats
+
+
+def load_on_each_during(hosts: list[Any], port: int, action: Callable[[], T]) -> tuple[T, list[dict[str, Any]]]:
+    """load_during, with a load generator in each of the hosts at once; the figures in the hosts' order."""
     stop_file = "/tmp/loadgen.stop"
-    host.run(f"rm -f {stop_file}")
-    with ThreadPoolExecutor(1) as pool:
-        load = pool.submit(run_load, host, port, 4, 300, 100_000, stop_file)
+    for host in hosts:
+        host.run(f"rm -f {stop_file}")
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        loads = [pool.submit(run_load, host, port, 4, 300, 100_000, stop_file) for host in hosts]
         time.sleep(2)
         result = action()
         time.sleep(2)
-        host.run(f"touch {stop_file}")
-        return result, load.result()
+        for host in hosts:
+            host.run(f"touch {stop_file}")
+        return result, [load.result() for load in loads]
 
 
 def run_load(
@@ -305,6 +313,10 @@ class App:
     @property
     def unit(self) -> str:
         return f"{self.vars['flask_uwsgi_service_name']}.service"
+
+    @property
+    def socket_unit(self) -> str:
+        return f"{self.vars['flask_uwsgi_service_name']}.socket"
 
     @property
     def ini(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import ONE_BATCH, Play, deploy, recap, request_in_host, task_runs
+from flask_uwsgi_testing import ONE_BATCH, Play, deploy, load_on_each_during, recap, request_in_host, task_runs
 
 UNIT = "flask-demo.service"
 ENV_FILE = "/etc/flask_uwsgi/flask-demo.env"
@@ -76,6 +76,16 @@ def deployed(tmp_path: Path, extra_vars: dict[str, Any], *options: str) -> Play:
     play = deploy(tmp_path, {**ONE_BATCH, **extra_vars}, *options)
     assert play.returncode == 0, play.output[-3000:]
     return play
+
+
+def restarted_under_load(
+    hosts: list[Any], change: str, tmp_path: Path, extra_vars: dict[str, Any]
+) -> tuple[Play, list[dict[str, Any]]]:
+    """deployed(), while a load generator runs in each host; prints each host's figures for the change."""
+    play, loads = load_on_each_during(hosts, 8000, lambda: deployed(tmp_path, extra_vars))
+    for host, load in zip(hosts, loads, strict=True):
+        print(f"{host.backend.host}: {change} under load: {load['figures']}")
+    return play, loads
 
 
 def everywhere(play: Play, task: str, hosts: list[Any]) -> str | dict[str, str]:

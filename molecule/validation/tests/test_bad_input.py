@@ -138,8 +138,17 @@ BAD_INPUT = [
     ("address-without-port", {"flask_uwsgi_socket": "localhost"}, ["flask_uwsgi_socket must be", "'localhost'"]),
     (
         "privileged-port-without-opt-in",
-        {"flask_uwsgi_http_socket": ":80"},
-        ["a port below 1024 also needs flask_uwsgi_bind_privileged_ports: true", "got ':80'"],
+        {"flask_uwsgi_http": ":80"},
+        ["flask_uwsgi_http must be", "also needs flask_uwsgi_bind_privileged_ports: true", "got ':80'"],
+    ),
+    (
+        "held-address-a-name",
+        {"flask_uwsgi_http_socket": "localhost:8000"},
+        [
+            "flask_uwsgi_http_socket must be an IP address and port",
+            "flask_uwsgi_socket_activation",
+            "got 'localhost:8000'",
+        ],
     ),
     (
         "env-name-invalid",
@@ -364,7 +373,8 @@ def test_check_mode_on_a_bare_host_shows_the_files_and_changes_nothing(bare_host
     for line in [
         "+[uwsgi]",
         "+module = app",
-        "+http-socket = 127.0.0.1:8000",
+        "+http-socket = fd://3",
+        "+ListenStream=127.0.0.1:8000",
         "+ExecStart=/opt/flask-demo/current/venv/bin/uwsgi --ini /etc/flask_uwsgi/flask-demo.ini",
         "+Description=heartbeat worker of flask-demo",
     ]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploys import PROBES, UNIT, deployed, everywhere, get, main_pid, main_pids, unchanged
+from deploys import PROBES, UNIT, deployed, everywhere, get, main_pid, main_pids, restarted_under_load, unchanged
 from flask_uwsgi_testing import ONE_BATCH, demo_release, deploy, not_run, recap
 
 
@@ -40,15 +40,19 @@ def test_code_change_is_a_graceful_reload(app_hosts: list[Any], tmp_path: Path, 
         assert get(host, "/version") == (200, "probes")
 
 
-def test_unit_change_is_a_restart(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
+def test_unit_change_is_a_restart_that_fails_no_request(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
+    """The restart keeps the port open (socket activation): under load, no request fails."""
     deployed(tmp_path, {"flask_uwsgi_app_src": probes})
     masters = main_pids(app_hosts)
-    play = deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_restart_sec": 3})
+    play, loads = restarted_under_load(
+        app_hosts, "a unit change", tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_restart_sec": 3}
+    )
     assert everywhere(play, "Restart the app's service", app_hosts) == "changed"
     assert everywhere(play, "Reload the app's service", app_hosts) == "skipping"
-    for host, master in zip(app_hosts, masters, strict=True):
+    for host, master, load in zip(app_hosts, masters, loads, strict=True):
         assert main_pid(host) != master
         assert host.check_output(f"systemctl show {UNIT} --property RestartUSec --value") == "3s"
+        assert load["failed"] == 0, load["errors"]
 
 
 def test_config_that_uwsgi_refuses_fails_the_deploy_with_its_journal(

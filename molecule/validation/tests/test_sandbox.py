@@ -22,10 +22,12 @@ def capabilities(host: Any) -> int:
 
 
 def test_the_sandbox_holds_by_default(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
-    # Also a unix socket of the app's own group, which uWSGI creates as it is (no chown-socket).
+    # Also a unix socket, which systemd creates and holds with the HTTP port (no chown-socket).
     socket = "/run/flask-demo/uwsgi.sock"
     deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_socket": socket})
     for host in app_hosts:
+        held = host.check_output("systemctl show flask-demo.socket --property Listen --value")
+        assert held == f"127.0.0.1:8000 (Stream) {socket} (Stream)", held
         sock = host.file(socket)
         assert (sock.is_socket, sock.user, sock.group, sock.mode) == (True, "flask-demo", "flask-demo", 0o660)
         status, body = request_in_host(host, socket, "/version", "uwsgi")

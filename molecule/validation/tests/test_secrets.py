@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deploys import ENV_FILE, deployed, everywhere, get, main_pid, main_pids, unchanged
+from deploys import ENV_FILE, deployed, everywhere, get, main_pid, main_pids, restarted_under_load, unchanged
 
 # Values a naive quoting would mangle; the first few characters are what the searches look for.
 SECRETS = {
@@ -53,15 +53,19 @@ def test_secrets_reach_the_app_and_nothing_else(app_hosts: list[Any], tmp_path: 
     assert not any(needle in again.output for needle in NEEDLES)
 
 
-def test_new_secret_values_alone_restart_the_service(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
+def test_new_secret_values_alone_restart_the_service_and_fail_no_request(
+    app_hosts: list[Any], tmp_path: Path, probes: str
+) -> None:
     """A reload would keep the master's environment: new values need a restart, and get one. The hosts
     run with SECRETS, as the test before left them (its last deploy changed nothing)."""
     rotated = {**SECRETS, "SECRET_KEY": SECRETS["SECRET_KEY"].replace("quoted", "rotated")}
     masters = main_pids(app_hosts)
-    play = deployed(tmp_path, with_secrets(probes, rotated))
+    play, loads = restarted_under_load(app_hosts, "new secret values", tmp_path, with_secrets(probes, rotated))
     assert everywhere(play, "config | Write the app's systemd unit", app_hosts) == "ok", "not a values-only test"
     assert everywhere(play, "config | Write the app's uwsgi.ini", app_hosts) == "ok"
     assert everywhere(play, "Restart the app's service", app_hosts) == "changed"
-    for host, master in zip(app_hosts, masters, strict=True):
+    for host, master, load in zip(app_hosts, masters, loads, strict=True):
         assert main_pid(host) != master
         assert get(host, "/secret-digest") == (200, digest(rotated))
+        # The restart keeps the port open (socket activation): no request fails.
+        assert load["failed"] == 0, load["errors"]

@@ -12,12 +12,17 @@ description:
     of O(restart_options) (only a restart applies them), and the names of the uWSGI distributions
     installed in the virtualenv of the release that C(current) points at.
   - The reload key hashes uwsgi.ini, the target of the C(current) link and the mark inside it.
+  - The sockets key hashes the unit that holds the service's sockets (socket activation).
   - A missing file counts as empty. Reads only, so it runs in check mode too.
   - Also notes the host's uptime, the clock of the workers' start times in /proc, from which
     tasks/health.yml waits for a worker started after the restart or reload that follows.
 options:
   unit:
     description: The service's systemd unit file.
+    type: path
+    required: true
+  socket_unit:
+    description: The unit that holds the service's sockets, if any (socket activation).
     type: path
     required: true
   env_file:
@@ -55,6 +60,10 @@ author: flask_uwsgi maintainers
 RETURN = r"""
 restart:
   description: The SHA-1 of what only a restart applies.
+  type: str
+  returned: always
+sockets:
+  description: The SHA-1 of the socket unit, or of nothing.
   type: str
   returned: always
 reload:
@@ -161,6 +170,7 @@ def service_keys(params: dict[str, object]) -> dict[str, object]:
     return {
         "restart": key(restart),
         "reload": key(reload),
+        "sockets": key([checksum(str(params["socket_unit"]))]),
         "recorded": recorded(str(params["state_file"])),
         "unit_exists": os.path.lexists(str(params["unit"])),
         "uptime": float(read_text("/proc/uptime").split()[0]),
@@ -171,6 +181,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "unit": {"type": "path", "required": True},
+            "socket_unit": {"type": "path", "required": True},
             "env_file": {"type": "path", "required": True},
             "ini": {"type": "path", "required": True},
             "restart_options": {"type": "list", "elements": "str", "required": True},

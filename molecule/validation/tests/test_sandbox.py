@@ -26,8 +26,8 @@ def test_the_sandbox_holds_by_default(app_hosts: list[Any], tmp_path: Path, prob
     socket = "/run/flask-demo/uwsgi.sock"
     deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_socket": socket})
     for host in app_hosts:
-        held = host.check_output("systemctl show flask-demo.socket --property Listen --value")
-        assert held == f"127.0.0.1:8000 (Stream) {socket} (Stream)", held
+        held = host.check_output("systemctl show flask-demo.socket --property Listen --value").splitlines()
+        assert held == ["127.0.0.1:8000 (Stream)", f"{socket} (Stream)"], held
         sock = host.file(socket)
         assert (sock.is_socket, sock.user, sock.group, sock.mode) == (True, "flask-demo", "flask-demo", 0o660)
         status, body = request_in_host(host, socket, "/version", "uwsgi")
@@ -48,9 +48,12 @@ def test_the_sandbox_holds_by_default(app_hosts: list[Any], tmp_path: Path, prob
 
 
 def test_each_relaxation_grants_only_what_it_names(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
+    """Without socket activation, uWSGI binds port 80 itself (systemd, as root, needs no capability):
+    the switch off removes the socket unit, and the next test's deploy brings it back."""
     settings = {
         "flask_uwsgi_app_src": probes,
         "flask_uwsgi_http_socket": "127.0.0.1:80",
+        "flask_uwsgi_socket_activation": False,
         "flask_uwsgi_bind_privileged_ports": True,
         "flask_uwsgi_extra_address_families": ["AF_NETLINK"],
         "flask_uwsgi_memory_deny_write_execute": False,
@@ -59,6 +62,8 @@ def test_each_relaxation_grants_only_what_it_names(app_hosts: list[Any], tmp_pat
     deployed(tmp_path, settings)
     cap_net_bind_service = 1 << 10
     for host in app_hosts:
+        assert not host.file("/etc/systemd/system/flask-demo.socket").exists
+        assert "\nhttp-socket = 127.0.0.1:80\n" in host.file("/etc/flask_uwsgi/flask-demo.ini").content_string
         assert get(host, "/", "127.0.0.1:80")[0] == 200
         allowed = {what: app_may(host, what, "127.0.0.1:80") for what in ("netlink", "write-execute", "affinity")}
         assert allowed == dict.fromkeys(allowed, True)
@@ -75,6 +80,8 @@ def test_each_relaxation_grants_only_what_it_names(app_hosts: list[Any], tmp_pat
 def test_the_sandbox_switch_drops_it_all(app_hosts: list[Any], tmp_path: Path, probes: str) -> None:
     deployed(tmp_path, {"flask_uwsgi_app_src": probes, "flask_uwsgi_sandbox": False})
     for host in app_hosts:
+        # Socket activation is back on: systemd holds the port again.
+        assert host.check_output("systemctl is-active flask-demo.socket") == "active"
         allowed = {what: app_may(host, what) for what in ("netlink", "write-execute", "chown", "affinity")}
         assert allowed == dict.fromkeys(allowed, True)
         score = exposure(host, UNIT)

@@ -94,7 +94,8 @@ def test_the_port_stays_open_until_the_socket_unit_stops(app: App) -> None:
     assert app.show("ActiveState") == "inactive"
     assert not app.host.socket(address).is_listening
     refused = app.host.run("python3 -c %s %s http /", CLIENT, app.address[0])
-    assert refused.rc != 0 and "ConnectionRefusedError" in refused.stderr, refused.stderr
+    assert refused.rc != 0
+    assert "ConnectionRefusedError" in refused.stderr, refused.stderr
     app.host.check_output(f"systemctl start {app.unit}")
     assert app.host.check_output(f"systemctl is-active {socket_unit}") == "active"
     assert app.answers()

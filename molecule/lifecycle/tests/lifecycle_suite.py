@@ -201,8 +201,7 @@ def under_load(
     app: App, tmp_path: Path, playbook: str, extra_vars: dict[str, Any], *options: str
 ) -> tuple[Play, dict[str, Any]]:
     """Run a playbook while the load generator runs in the host; return the play and the load's figures."""
-    port = int(app.address[0].rpartition(":")[2])
-    play, stats = load_during(app.host, port, lambda: app.run_playbook(playbook, extra_vars, tmp_path, *options))
+    play, stats = load_during(app.host, port(app), lambda: app.run_playbook(playbook, extra_vars, tmp_path, *options))
     print(f"{app.host.backend.host}: {playbook} {' '.join(options)} under load: {stats['figures']}")
     return play, {**stats, "rc": play.returncode}
 
@@ -502,9 +501,10 @@ def test_log_file_rotation_loses_no_line_and_restarts_nothing(app: App, tmp_path
     play = app.deploy(tmp_path, {"flask_uwsgi_log_file": log, "flask_uwsgi_log_requests": True})
     assert play.returncode == 0, play.output[-3000:]
     master, count = app.main_pid(), 600
-    port = app.address[0].rpartition(":")[2]
     with ThreadPoolExecutor(1) as pool:
-        requests = pool.submit(app.host.check_output, "python3 -c %s %s %s", NUMBERED_REQUESTS, port, str(count))
+        requests = pool.submit(
+            app.host.check_output, "python3 -c %s %s %s", NUMBERED_REQUESTS, str(port(app)), str(count)
+        )
         for _ in range(2):  # rotate twice while requests are logged
             time.sleep(2)
             app.host.check_output(f"logrotate --force /etc/logrotate.d/{app.name}")

@@ -14,15 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # The releases each role's vars/main.yml accepts, as {major version: codename}.
 ACCEPTED = {
-    "flask_uwsgi": {
+    role: {
         version: release["codename"]
-        for version, release in yaml.safe_load((ROOT / "roles/flask_uwsgi/vars/main.yml").read_text())[
-            "__flask_uwsgi_debian_releases"
+        for version, release in yaml.safe_load((ROOT / "roles" / role / "vars/main.yml").read_text())[
+            f"__{role}_debian_releases"
         ].items()
-    },
-    "flask_uwsgi_nginx": yaml.safe_load((ROOT / "roles/flask_uwsgi_nginx/vars/main.yml").read_text())[
-        "__flask_uwsgi_nginx_debian_releases"
-    ],
+    }
+    for role in ("flask_uwsgi", "flask_uwsgi_nginx")
 }
 
 

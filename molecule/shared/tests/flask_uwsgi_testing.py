@@ -59,13 +59,14 @@ print(body.decode())
 # uWSGI replaces no worker younger than this on a limit (min-worker-lifetime, 10 s by default).
 MIN_WORKER_LIFETIME = 10
 
-# Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port (one
-# connection each, 10 ms apart) until the stop file appears, `seconds` pass or `most` requests
-# were sent. Prints the count, the failures, the worst latency and how many answers each release gave.
+# Runs inside a test host, across a deploy: `clients` threads send GET / to 127.0.0.1:port over
+# HTTP or HTTPS (one connection each, 10 ms apart) until the stop file appears, `seconds` pass or
+# `most` requests were sent. Prints the count, the failures, the worst latency and how many answers
+# each release gave. Over HTTPS it does not verify the certificate: the TLS tests check that apart.
 LOADGEN = r"""
-import http.client, json, os, sys, threading, time
+import http.client, json, os, ssl, sys, threading, time
 port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
-stop_file = sys.argv[5]
+stop_file, scheme = sys.argv[5:7]
 deadline, lock = time.monotonic() + seconds, threading.Lock()
 stats = {"requests": 0, "failed": 0, "worst_ms": 0.0, "errors": [], "answers": {}}
 def client():
@@ -76,7 +77,11 @@ def client():
             stats["requests"] += 1
         start = time.monotonic()
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    "127.0.0.1", port, timeout=60, context=ssl._create_unverified_context())
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             conn.request("GET", "/")
             response = conn.getresponse()
             ok, answer = response.status == 200, response.read().decode().split(" (pid")[0]
@@ -103,23 +108,25 @@ print(json.dumps(stats))
 T = TypeVar("T")
 
 
-def load_during(host: Any, port: int, action: Callable[[], T]) -> tuple[T, dict[str, Any]]:
-    """Run action() while the load generator sends GET / to 127.0.0.1:port in the host.
+def load_during(host: Any, port: int, action: Callable[[], T], scheme: str = "http") -> tuple[T, dict[str, Any]]:
+    """Run action() while the load generator sends GET / to 127.0.0.1:port in the host (scheme http or https).
 
     The load starts 2 s before and stops 2 s after; it is bounded to 300 s and 100,000 requests.
     Returns what action returned and the load's figures, with a printable summary under "figures".
     """
-    result, [stats] = load_on_each_during([host], port, action)
+    result, [stats] = load_on_each_during([host], port, action, scheme)
     return result, stats
 
 
-def load_on_each_during(hosts: list[Any], port: int, action: Callable[[], T]) -> tuple[T, list[dict[str, Any]]]:
+def load_on_each_during(
+    hosts: list[Any], port: int, action: Callable[[], T], scheme: str = "http"
+) -> tuple[T, list[dict[str, Any]]]:
     """load_during, with a load generator in each of the hosts at once; the figures in the hosts' order."""
     stop_file = "/tmp/loadgen.stop"
     for host in hosts:
         host.run(f"rm -f {stop_file}")
     with ThreadPoolExecutor(len(hosts)) as pool:
-        loads = [pool.submit(run_load, host, port, 4, 300, 100_000, stop_file) for host in hosts]
+        loads = [pool.submit(run_load, host, port, 4, 300, 100_000, stop_file, scheme) for host in hosts]
         time.sleep(2)
         result = action()
         time.sleep(2)
@@ -129,12 +136,12 @@ def load_on_each_during(hosts: list[Any], port: int, action: Callable[[], T]) ->
 
 
 def run_load(
-    host: Any, port: int, clients: int, seconds: int, most: int, stop_file: str = "/nonexistent"
+    host: Any, port: int, clients: int, seconds: int, most: int, stop_file: str = "/nonexistent", scheme: str = "http"
 ) -> dict[str, Any]:
     """Run the load generator in the host until it stops (see LOADGEN); return its figures, with a
     printable summary under "figures"."""
     args = [str(arg) for arg in (port, clients, seconds, most)]
-    out = host.check_output("python3 -c %s %s %s %s %s %s", LOADGEN, *args, stop_file)
+    out = host.check_output("python3 -c %s %s %s %s %s %s %s", LOADGEN, *args, stop_file, scheme)
     stats = json.loads(out)
     requests, failed, worst = stats["requests"], stats["failed"], stats["worst_ms"]
     stats["figures"] = f"{requests} requests, {failed} failed, worst latency {worst:.0f} ms"

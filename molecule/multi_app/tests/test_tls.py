@@ -1,0 +1,102 @@
+"""HTTPS at Debian 13's nginx: a self-signed certificate for staging beside a certificate from a CA
+made here on another port. Runs last, after the tests that read the sites over plain HTTP."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask_uwsgi_testing import Play, recap, request_in_host, run_playbook
+from tls_testing import TestCA, check_tls_policy, https_get, put_ca, s_client
+
+SHOP = {"name": "shop", "listen": 80, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
+BLOG = {"name": "blog", "listen": 8080, "protocol": "http", "upstreams": ["127.0.0.1:8001"]}
+SHOP_KEY = "/etc/nginx/tls/private/flask_uwsgi-shop.key"
+
+
+def nginx(tmp_path: Path, shop: dict[str, Any], blog: dict[str, Any], *options: str) -> Play:
+    """Run the nginx role alone with these two sites (and ansible-playbook options)."""
+    play = run_playbook("molecule/multi_app/nginx.yml", {"flask_uwsgi_nginx_sites": [shop, blog]}, tmp_path, *options)
+    assert play.returncode == 0, play.output[-3000:]
+    return play
+
+
+def served(host: Any, port: int, name: str) -> tuple[str, str]:
+    """The certificate the site serves: its host names (subjectAltName) and its SHA-256 fingerprint."""
+    out = host.check_output(
+        f"echo | openssl s_client -connect 127.0.0.1:{port} -servername {name} 2>/dev/null"
+        " | openssl x509 -noout -ext subjectAltName -fingerprint -sha256"
+    )
+    names = re.search(r"Subject Alternative Name:\s*\n\s*(.+)", out)[1].strip()
+    fingerprint = re.search(r"Fingerprint=(\S+)", out)[1]
+    return names, fingerprint
+
+
+@pytest.fixture(scope="module")
+def https(host: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The shop self-signed on 443 and still on plain HTTP; the blog with the CA's certificate on 8443,
+    its plain HTTP redirected there."""
+    files = tmp_path_factory.mktemp("tls")
+    ca = TestCA(files)
+    issued = ca.issue("blog", "blog.test")
+    shop = {**SHOP, "server_name": "shop.test www.shop.test", "tls_self_signed": True, "tls_redirect": False}
+    blog = {
+        **BLOG,
+        "server_name": "blog.test",
+        "tls_certificate": str(issued.certificate),
+        "tls_key": str(issued.key),
+        "tls_port": 8443,
+    }
+    play = nginx(files, shop, blog)
+    return {"play": play, "files": files, "shop": shop, "blog": blog, "cafile": put_ca(host, ca)}
+
+
+def test_https_follows_the_tls_policy_on_debian_13(https: dict[str, Any], host: Any) -> None:
+    check_tls_policy(host, 8443, "blog.test", https["cafile"])
+    # OpenSSL 3.5 offers the post-quantum hybrid key exchange first, as Mozilla lists it.
+    assert "Negotiated TLS1.3 group: X25519MLKEM768" in s_client(host, 8443, "blog.test").stdout
+
+
+def test_plain_http_is_redirected_to_the_https_port(https: dict[str, Any], host: Any) -> None:
+    out = host.check_output(
+        "python3 -c %s",
+        "import http.client; c = http.client.HTTPConnection('127.0.0.1', 8080); "
+        "c.request('GET', '/a?b=1', headers={'Host': 'blog.test'}); r = c.getresponse(); "
+        "print(r.status, r.getheader('Location'))",
+    )
+    assert out == "308 https://blog.test:8443/a?b=1"
+
+
+def test_a_self_signed_certificate_names_the_site_and_stays(https: dict[str, Any], host: Any) -> None:
+    names, fingerprint = served(host, 443, "shop.test")
+    assert names == "DNS:shop.test, DNS:www.shop.test"
+    answer = host.check_output(
+        "python3 -c %s",
+        "import http.client, ssl; c = http.client.HTTPSConnection('127.0.0.1', 443, "
+        "context=ssl._create_unverified_context()); c.request('GET', '/', headers={'Host': 'shop.test'}); "
+        "print(c.getresponse().read().decode())",
+    )
+    assert answer.startswith("Hello from flask-demo"), answer
+    key = host.file(SHOP_KEY)
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    # tls_redirect false: plain HTTP still serves the app.
+    status, body = request_in_host(host, "127.0.0.1:80")
+    assert status.endswith("200 OK"), (status, body)
+    assert body.startswith("Hello from flask-demo"), body
+
+    # A second run keeps the key and the certificate, and changes nothing; check mode says so first.
+    key_before = key.sha256sum
+    for options in (["--check", "--diff"], []):
+        play = nginx(https["files"], https["shop"], https["blog"], *options)
+        assert [counts["changed"] for counts in recap(play).values()] == [0], play.output[-3000:]
+    assert served(host, 443, "shop.test")[1] == fingerprint
+
+    # Other host names: a new certificate naming them, for the same key.
+    nginx(https["files"], {**https["shop"], "server_name": "staging.test"}, https["blog"])
+    names, new_fingerprint = served(host, 443, "staging.test")
+    assert names == "DNS:staging.test"
+    assert new_fingerprint != fingerprint
+    assert host.file(SHOP_KEY).sha256sum == key_before
+    assert https_get(host, 8443, "blog.test", https["cafile"])["status"].endswith("200 OK")

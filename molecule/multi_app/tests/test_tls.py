@@ -1,5 +1,6 @@
 """HTTPS at Debian 13's nginx: a self-signed certificate for staging beside a certificate from a CA
-made here on another port. Runs last, after the tests that read the sites over plain HTTP."""
+made here on other ports. Runs last: test_multi_app.py has removed the blog by then, so both sites
+pass requests to the shop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from flask_uwsgi_testing import Play, recap, request_in_host, run_playbook
 from tls_testing import TestCA, check_tls_policy, https_get, put_ca, s_client
 
 SHOP = {"name": "shop", "listen": 80, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
-BLOG = {"name": "blog", "listen": 8080, "protocol": "http", "upstreams": ["127.0.0.1:8001"]}
+BLOG = {"name": "blog", "listen": 8080, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
 SHOP_KEY = "/etc/nginx/tls/private/flask_uwsgi-shop.key"
 
 
@@ -92,6 +93,21 @@ def test_a_self_signed_certificate_names_the_site_and_stays(https: dict[str, Any
         play = nginx(https["files"], https["shop"], https["blog"], *options)
         assert [counts["changed"] for counts in recap(play).values()] == [0], play.output[-3000:]
     assert served(host, 443, "shop.test")[1] == fingerprint
+
+    # A certificate with less than 30 days left (made here with the same key and names) is made again.
+    host.check_output(
+        f"openssl req -x509 -key {SHOP_KEY} -days 10 -subj /CN=shop.test"
+        " -addext subjectAltName=DNS:shop.test,DNS:www.shop.test -out /etc/nginx/tls/flask_uwsgi-shop.crt"
+    )
+    host.check_output("systemctl reload nginx")
+    short_lived = served(host, 443, "shop.test")[1]
+    nginx(https["files"], https["shop"], https["blog"])
+    end = host.check_output(
+        "openssl x509 -noout -checkend %s -in /etc/nginx/tls/flask_uwsgi-shop.crt", str(300 * 86400)
+    )
+    assert "will not expire" in end
+    fingerprint = served(host, 443, "shop.test")[1]
+    assert fingerprint != short_lived
 
     # Other host names: a new certificate naming them, for the same key.
     nginx(https["files"], {**https["shop"], "server_name": "staging.test"}, https["blog"])

@@ -66,7 +66,7 @@ MIN_WORKER_LIFETIME = 10
 LOADGEN = r"""
 import http.client, json, os, ssl, sys, threading, time
 port, clients, seconds, most = (int(arg) for arg in sys.argv[1:5])
-stop_file, scheme = sys.argv[5:7]
+stop_file, scheme = sys.argv[5], sys.argv[6] if len(sys.argv) > 6 else "http"
 deadline, lock = time.monotonic() + seconds, threading.Lock()
 stats = {"requests": 0, "failed": 0, "worst_ms": 0.0, "errors": [], "answers": {}}
 def client():

@@ -1,5 +1,6 @@
 """HTTPS at the balancer (Debian 12's nginx), with a certificate from a CA made here and its key kept
-in Ansible Vault. Runs after test_cluster.py, which needs plain HTTP on port 80."""
+in Ansible Vault. pytest takes the files in order: these run first, while the apps serve (the last
+tests of test_cluster.py remove them), and end with the balancer's site as the inventory has it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import Play, load_during, not_run, recap, request_in_host, run_playbook
+from flask_uwsgi_testing import Play, load_during, not_run, recap, request_in_host, run_playbook, task_outcome
 from tls_testing import Issued, TestCA, check_tls_policy, https_get, put_ca, vault_encrypt
 
 NAME = "flask-demo.test"
@@ -141,6 +142,7 @@ def test_a_new_certificate_reloads_nginx_under_load_without_a_failed_request(
         ("expired", "the certificate of site 'flask-demo' ({certificate}) expired on"),
         ("stray key", "the key of site 'flask-demo' ({key}) does not belong to its certificate"),
         ("missing", "names a tls_certificate or tls_key that is not a file on the controller: {certificate}"),
+        ("not PEM inside", "the certificate or key of site 'flask-demo' could not be read as PEM"),
     ],
 )
 def test_a_bad_certificate_is_refused_before_nginx_is_touched(
@@ -151,8 +153,12 @@ def test_a_bad_certificate_is_refused_before_nginx_is_touched(
         issued = ca.issue("expired", NAME, expired=True)
     elif case == "stray key":
         issued = Issued(good.certificate, ca.stray_key("stray"), good.sha256)
-    else:
+    elif case == "missing":
         issued = Issued(files / "missing.crt", good.key, good.sha256)
+    else:
+        garbage = files / "garbage.crt"
+        garbage.write_text("-----BEGIN CERTIFICATE-----\nAAAAnot a certificate\n-----END CERTIFICATE-----\n")
+        issued = Issued(garbage, good.key, good.sha256)
     before = {path: balancer.file(path).sha256sum for path in (CERTIFICATE, KEY, SITE)}
     play = nginx(site(issued), files, vault_password)
     assert play.returncode != 0
@@ -162,11 +168,51 @@ def test_a_bad_certificate_is_refused_before_nginx_is_touched(
     assert {path: balancer.file(path).sha256sum for path in before} == before
 
 
+def test_a_quoted_boolean_is_refused(files: Path, vault_password: Path, first: dict[str, Any]) -> None:
+    # A string "false" is true to Jinja: the role would redirect when told not to.
+    play = nginx(site(first["issued"], tls_redirect="false"), files, vault_password)
+    assert play.returncode != 0
+    assert "true or false, unquoted, for tls_self_signed and tls_redirect" in " ".join(play.output.split())
+    assert not_run(play, "sites | Write each app's site")
+
+
+def test_a_configuration_nginx_refuses_puts_the_earlier_certificate_and_key_back(
+    first: dict[str, Any], ca: TestCA, files: Path, vault_password: Path, balancer: Any
+) -> None:
+    """A new certificate, or only other modes, with a site nginx refuses (an upstream that does not
+    resolve): the earlier files come back, none is lost, and nginx serves what it served."""
+    broken = {"name": "broken", "listen": 8081, "upstreams": ["no-such-host.invalid:8000"]}
+    served = https_get(balancer, 443, NAME, first["cafile"])["sha256"]
+    before = {path: balancer.file(path).sha256sum for path in (CERTIFICATE, KEY, SITE)}
+    renewed = ca.issue("refused", NAME)
+    balancer.check_output(f"chmod 0640 {CERTIFICATE} {KEY}")
+    for issued in (first["issued"], renewed):  # first only the modes differ, then the files too
+        settings = site(issued, hsts_max_age=600)
+        settings["flask_uwsgi_nginx_sites"].append(broken)
+        play = nginx(settings, files, vault_password)
+        assert play.returncode != 0
+        assert "The nginx sites were not changed" in play.output, play.output[-3000:]
+        assert {path: balancer.file(path).sha256sum for path in before} == before
+        assert not balancer.file("/etc/nginx/conf.d/flask_uwsgi-broken.conf").exists
+        assert balancer.run("nginx -t").rc == 0
+    # No backup is left beside the key.
+    assert balancer.check_output(f"ls {KEY.rpartition('/')[0]}") == KEY.rpartition("/")[2]
+    assert https_get(balancer, 443, NAME, first["cafile"])["sha256"] == served
+    # The next good run puts the modes right again.
+    play = nginx(site(first["issued"], hsts_max_age=600), files, vault_password)
+    assert play.returncode == 0, play.output[-3000:]
+    assert balancer.file(KEY).mode == 0o600
+
+
 def test_https_off_removes_the_certificate_and_key_and_serves_plain_http(
     files: Path, vault_password: Path, balancer: Any
 ) -> None:
-    play = nginx(site(), files, vault_password)
+    # The site of the inventory (molecule.yml), as the converge left it: the next tests need it.
+    play = nginx(
+        {"flask_uwsgi_nginx_sites": balancer.ansible.get_variables()["flask_uwsgi_nginx_sites"]}, files, vault_password
+    )
     assert play.returncode == 0, play.output[-3000:]
+    assert task_outcome(play, "sites | Write each app's site") == "changed"
     assert not balancer.file(CERTIFICATE).exists
     assert not balancer.file(KEY).exists
     status, body = request_in_host(balancer, "127.0.0.1:80")

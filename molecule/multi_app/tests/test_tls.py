@@ -9,12 +9,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_uwsgi_testing import Play, recap, request_in_host, run_playbook
+from flask_uwsgi_testing import Play, recap, request_in_host, run_playbook, task_outcome
 from tls_testing import TestCA, check_tls_policy, https_get, put_ca, s_client
 
 SHOP = {"name": "shop", "listen": 80, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
 BLOG = {"name": "blog", "listen": 8080, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
 SHOP_KEY = "/etc/nginx/tls/private/flask_uwsgi-shop.key"
+SHOP_CERTIFICATE = "/etc/nginx/tls/flask_uwsgi-shop.crt"
+
+# Runs inside the host (Debian's python3-cryptography, which the role installed): signs the
+# certificate again with its key, the same names, serial and extensions, valid from yesterday for
+# the given number of days.
+REDATE = r"""
+import datetime as dt, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+certificate_path, key_path, days = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(certificate_path, "rb") as file:
+    certificate = x509.load_pem_x509_certificate(file.read())
+with open(key_path, "rb") as file:
+    key = serialization.load_pem_private_key(file.read(), None)
+now = dt.datetime.now(dt.timezone.utc)
+builder = (x509.CertificateBuilder().subject_name(certificate.subject).issuer_name(certificate.issuer)
+           .public_key(certificate.public_key()).serial_number(certificate.serial_number)
+           .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days)))
+for extension in certificate.extensions:
+    builder = builder.add_extension(extension.value, extension.critical)
+with open(certificate_path, "wb") as file:
+    file.write(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+"""
 
 
 def nginx(tmp_path: Path, shop: dict[str, Any], blog: dict[str, Any], *options: str) -> Play:
@@ -94,20 +117,18 @@ def test_a_self_signed_certificate_names_the_site_and_stays(https: dict[str, Any
         assert [counts["changed"] for counts in recap(play).values()] == [0], play.output[-3000:]
     assert served(host, 443, "shop.test")[1] == fingerprint
 
-    # A certificate with less than 30 days left (made here with the same key and names) is made again.
-    host.check_output(
-        f"openssl req -x509 -key {SHOP_KEY} -days 10 -subj /CN=shop.test"
-        " -addext subjectAltName=DNS:shop.test,DNS:www.shop.test -out /etc/nginx/tls/flask_uwsgi-shop.crt"
-    )
-    host.check_output("systemctl reload nginx")
-    short_lived = served(host, 443, "shop.test")[1]
-    nginx(https["files"], https["shop"], https["blog"])
-    end = host.check_output(
-        "openssl x509 -noout -checkend %s -in /etc/nginx/tls/flask_uwsgi-shop.crt", str(300 * 86400)
-    )
-    assert "will not expire" in end
+    # The role's certificate signed again with only its dates changed: with 60 days left it is
+    # kept, with 10 days left it is made again, for a year.
+    for days, renewed in ((60, False), (10, True)):
+        host.check_output("python3 -c %s %s %s %s", REDATE, SHOP_CERTIFICATE, SHOP_KEY, str(days))
+        host.check_output("systemctl reload nginx")
+        before = served(host, 443, "shop.test")[1]
+        play = nginx(https["files"], https["shop"], https["blog"])
+        assert (task_outcome(play, "self_signed | Make each self-signed certificate") == "changed") is renewed
+        assert (served(host, 443, "shop.test")[1] != before) is renewed
+    end = host.run("openssl x509 -noout -checkend %s -in %s", str(300 * 86400), SHOP_CERTIFICATE)
+    assert end.rc == 0, end.stdout
     fingerprint = served(host, 443, "shop.test")[1]
-    assert fingerprint != short_lived
 
     # Other host names: a new certificate naming them, for the same key.
     nginx(https["files"], {**https["shop"], "server_name": "staging.test"}, https["blog"])

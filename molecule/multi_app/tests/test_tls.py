@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask_uwsgi_testing import Play, recap, request_in_host, run_playbook, task_outcome
-from tls_testing import TestCA, check_tls_policy, https_get, put_ca, s_client
+from tls_testing import TestCA, check_tls_policy, https_get, put_ca, s_client, served_after_reload
 
 SHOP = {"name": "shop", "listen": 80, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
 BLOG = {"name": "blog", "listen": 8080, "upstreams": ["unix:/run/shop/uwsgi.sock"]}
@@ -45,6 +45,12 @@ def nginx(tmp_path: Path, shop: dict[str, Any], blog: dict[str, Any], *options: 
     play = run_playbook("molecule/multi_app/nginx.yml", {"flask_uwsgi_nginx_sites": [shop, blog]}, tmp_path, *options)
     assert play.returncode == 0, play.output[-3000:]
     return play
+
+
+def on_disk(host: Any) -> str:
+    """The SHA-256 fingerprint of the shop's certificate file, as served() prints it."""
+    out = host.check_output("openssl x509 -noout -fingerprint -sha256 -in %s", SHOP_CERTIFICATE)
+    return re.search(r"Fingerprint=(\S+)", out)[1]
 
 
 def served(host: Any, port: int, name: str) -> tuple[str, str]:
@@ -122,16 +128,20 @@ def test_a_self_signed_certificate_names_the_site_and_stays(https: dict[str, Any
     for days, renewed in ((60, False), (10, True)):
         host.check_output("python3 -c %s %s %s %s", REDATE, SHOP_CERTIFICATE, SHOP_KEY, str(days))
         host.check_output("systemctl reload nginx")
-        before = served(host, 443, "shop.test")[1]
+        before = on_disk(host)
+        assert served_after_reload(lambda: served(host, 443, "shop.test")[1], before) == before
         play = nginx(https["files"], https["shop"], https["blog"])
         assert (task_outcome(play, "self_signed | Make each self-signed certificate") == "changed") is renewed
-        assert (served(host, 443, "shop.test")[1] != before) is renewed
+        after = on_disk(host)
+        assert (after != before) is renewed
+        assert served_after_reload(lambda: served(host, 443, "shop.test")[1], after) == after
     end = host.run("openssl x509 -noout -checkend %s -in %s", str(300 * 86400), SHOP_CERTIFICATE)
     assert end.rc == 0, end.stdout
     fingerprint = served(host, 443, "shop.test")[1]
 
     # Other host names: a new certificate naming them, for the same key.
     nginx(https["files"], {**https["shop"], "server_name": "staging.test"}, https["blog"])
+    served_after_reload(lambda: served(host, 443, "staging.test")[1], on_disk(host))
     names, new_fingerprint = served(host, 443, "staging.test")
     assert names == "DNS:staging.test"
     assert new_fingerprint != fingerprint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,12 @@ def check_tls_policy(host: Any, port: int, name: str, cafile: str) -> None:
     test = host.run("nginx -t")
     assert test.rc == 0, test.stderr
     assert "[warn]" not in test.stderr, test.stderr
+
+
+def served_after_reload(read: Any, expected: str, timeout: float = 10) -> str:
+    """What read() returns once it is expected, or after timeout seconds: after a reload, nginx's old
+    workers may still take a connection or two, with the old certificate, while the new ones start."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value

@@ -51,13 +51,22 @@ lint: venv
 unit: venv
 	pytest -q tests bench/test_report.py
 
-# Each lane stops at its first failed scenario; its lines carry the scenario's name.
+# Each lane stops at its first failed scenario; its lines carry the scenario's name. Each scenario's
+# log is also kept in $(LOGS), and on a failure the failed tests and tasks are printed last.
+LOGS := .cache/molecule-logs
 molecule: venv image
+	rm -rf $(LOGS); mkdir -p $(LOGS)
 	pids=(); for lane in "$(LANE_1)" "$(LANE_2)"; do \
-	  (for scenario in $$lane; do molecule test --scenario-name $$scenario 2>&1 | sed -u "s/^/[$$scenario] /"; done) & pids+=($$!); \
+	  (for scenario in $$lane; do \
+	    molecule test --scenario-name $$scenario 2>&1 | tee $(LOGS)/$$scenario.log | sed -u "s/^/[$$scenario] /"; \
+	  done) & pids+=($$!); \
 	done; \
-	failed=0; for pid in "$${pids[@]}"; do wait $$pid || failed=1; done; [ $$failed = 0 ]
-	for scenario in $(ALONE); do molecule test --scenario-name $$scenario; done
+	failed=0; for pid in "$${pids[@]}"; do wait $$pid || failed=1; done; \
+	[ $$failed = 0 ] || { python scripts/failure_summary.py $(LOGS); exit 1; }
+	for scenario in $(ALONE); do \
+	  molecule test --scenario-name $$scenario 2>&1 | tee $(LOGS)/$$scenario.log \
+	    || { python scripts/failure_summary.py $(LOGS); exit 1; }; \
+	done
 
 # The images build (mostly waiting on the Debian mirror) while the virtualenv installs and lint runs.
 test:

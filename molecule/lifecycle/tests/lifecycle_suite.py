@@ -119,9 +119,7 @@ def stop_during(app: App, path: str) -> tuple[float, str, str]:
     with ThreadPoolExecutor(1) as pool:
         request = pool.submit(app.get, path)
         time.sleep(1.5)  # the request has reached a worker
-        start = time.monotonic()
-        app.host.check_output(f"systemctl stop {app.unit}")
-        took = time.monotonic() - start
+        took = app.stop()
         status, body = request.result()
     return took, status, body
 
@@ -149,8 +147,9 @@ def test_stop_cuts_a_request_longer_than_the_mercy(app: App) -> None:
     took, status, _ = stop_during(app, f"/slow?seconds={mercy * 4}")
     print(f"stop with a {mercy * 4} s request in flight: {took:.2f} s (worker-reload-mercy {mercy} s)")
     assert not status.endswith("200 OK")
-    # The busy worker is killed at the mercy; the master then needs about a second to tear down.
-    assert mercy <= took <= mercy + 2
+    # The busy worker is killed at the mercy; the master then needs about a second to tear down (its
+    # last cycle), and one more is allowed for a busy machine: the request is cut, not waited for.
+    assert mercy <= took <= mercy + 3
     assert_stopped_cleanly_and_start(app)
 
 

@@ -352,6 +352,14 @@ class App:
         out = self.host.run(f"ps --ppid {self.main_pid()} -o pid=").stdout
         return sorted(int(pid) for pid in out.split())
 
+    def stop(self) -> float:
+        """systemctl stop; the seconds it took, timed in the host, so that the test's own call into the
+        host (a docker exec, slower on a busy machine) is not counted."""
+        out = self.host.check_output(
+            f"start=$(date +%s%N) && systemctl stop {self.unit} && echo $(($(date +%s%N) - start))"
+        )
+        return int(out.split()[-1]) / 1e9
+
     def get(self, path: str = "/") -> tuple[str, str]:
         """One GET to the app; returns its status line and body."""
         address, protocol = self.address

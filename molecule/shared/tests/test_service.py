@@ -277,12 +277,12 @@ def test_stop_is_clean_and_start_works_again(app: App) -> None:
     app.wait_until(app.answers, timeout=30, what="the app answers after a restart")
     invocation = app.show("InvocationID")
 
-    start = time.monotonic()
-    app.host.check_output(f"systemctl stop {app.unit}")
-    took = time.monotonic() - start
+    took = app.stop()
     print(f"systemctl stop took {took:.2f} s")
 
-    assert took <= int(app.vars["flask_uwsgi_worker_reload_mercy"]) + 1
+    # Idle, it takes about a second (the master's last cycle). The bound is what a user can count on:
+    # the mercy, that cycle, and a second for a busy machine.
+    assert took <= int(app.vars["flask_uwsgi_worker_reload_mercy"]) + 2
     assert app.show("ActiveState") == "inactive"
     assert app.show("Result") == "success"
     assert app.host.run(f"pgrep -u {app.vars['flask_uwsgi_user']}").rc == 1, "a process of the app survived"

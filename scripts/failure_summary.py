@@ -16,24 +16,32 @@ MOST = 25  # lines per scenario
 
 
 def summary(text: str) -> list[str]:
+    """pytest's short summary of failures first, then the first lines of each assertion (E lines) and
+    Ansible's failed tasks."""
     lines = [BOX.sub("", ANSI.sub("", line)).rstrip() for line in text.splitlines()]
-    picked: list[str] = []
-    in_summary = False
+    failures: list[str] = []
+    details: list[str] = []
+    in_summary, run = False, 0
     for number, line in enumerate(lines):
         if "short test summary info" in line:
             in_summary = True
             continue
         if in_summary:
             if re.match(r"^=+ \d+ ", line):  # "=== 1 failed, 79 passed in 32 s"
-                picked.append(line)
+                failures.append(line)
                 in_summary = False
             elif not line.strip().startswith("="):
-                picked.append(line)
-        elif line.startswith("E  ") or line.startswith("fatal: ["):
-            picked.append(line)
-            if line.startswith("fatal: ["):
-                picked.extend(lines[number + 1 : number + 4])
-    return picked[:MOST]
+                failures.append(line)
+            continue
+        if line.startswith("E  "):
+            run += 1
+            if run <= 3:  # an assertion's first lines, not a whole journal it prints
+                details.append(line)
+        elif not line.startswith("  "):  # a wrapped line continues the one before
+            run = 0
+        if line.startswith("fatal: ["):
+            details.extend(lines[number : number + 4])
+    return failures[:MOST] + details[: max(0, MOST - len(failures))]
 
 
 def main(logdir: str) -> None:

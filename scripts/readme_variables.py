@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-ROLES = ("flask_uwsgi", "flask_uwsgi_nginx")
+ROLES = ("flask_uwsgi", "flask_uwsgi_nginx", "flask_uwsgi_exporter")
 
 SECTION = re.compile(r"^# --- (.+?) -*$")
 VARIABLE = re.compile(r"^(?P<name>flask_uwsgi\w*): (?P<value>.+)$")

@@ -23,6 +23,7 @@ from flask_uwsgi_testing import (
     new_dependencies,
     not_run,
     recap,
+    scrape,
     task_outcome,
     task_runs,
 )
@@ -155,6 +156,7 @@ def test_stop_cuts_a_request_longer_than_the_mercy(app: App) -> None:
 
 def test_harakiri_kills_a_stuck_request_and_only_its_worker(app: App) -> None:
     limit = int(app.vars["flask_uwsgi_harakiri"])
+    harakiri_before = scrape(app.host).sum("uwsgi_worker_harakiri_count_total", app=app.name)
     master, since = app.main_pid(), host_time(app)
     start = time.monotonic()
     status, _ = app.get(f"/slow?seconds={limit + 5}")
@@ -163,6 +165,9 @@ def test_harakiri_kills_a_stuck_request_and_only_its_worker(app: App) -> None:
     assert not status.endswith("200 OK")
     assert limit - 1 <= took < limit + 3  # uWSGI keeps time in whole seconds
     assert "HARAKIRI ON WORKER" in journal_since(app, since)
+    # The exporter counts the kill (the counter stays with the worker's slot across its respawn).
+    harakiri = scrape(app.host).sum("uwsgi_worker_harakiri_count_total", app=app.name)
+    assert harakiri == harakiri_before + 1
     assert app.main_pid() == master
     assert app.answers()
 
@@ -419,13 +424,17 @@ TAGS = {
     ),
     "flask_uwsgi_config": ("preflight", "config", "service", "health", "workers"),
     "flask_uwsgi_service": ("preflight", "service", "health", "workers"),
+    "flask_uwsgi_exporter": ("preflight",),
 }
+# The steps of the exporter's role (roles/flask_uwsgi_exporter/tasks/main.yml), which run only with
+# its tag or without --tags.
+EXPORTER_TAGS = {"flask_uwsgi_exporter": ("assert", "install", "service")}
 
 
-def steps_run(play: Play) -> set[str]:
-    """The role's steps that ran a task in the play (named "flask_uwsgi : <step> | ...")."""
+def steps_run(play: Play, role: str = "flask_uwsgi") -> set[str]:
+    """The role's steps that ran a task in the play (named "<role> : <step> | ...")."""
     names = [event["task"] for event in play.events if event["event"] == "task"]
-    return {name.split(" : ", 1)[1].split(" | ")[0] for name in names if name.startswith("flask_uwsgi : ")}
+    return {name.split(" : ", 1)[1].split(" | ")[0] for name in names if name.startswith(f"{role} : ")}
 
 
 def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: Path) -> None:
@@ -434,6 +443,7 @@ def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: P
         play = app.deploy(tmp_path, {}, "--tags", tag)
         assert play.returncode == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         assert steps_run(play) & set(STEPS) == set(steps), f"--tags {tag}"
+        assert steps_run(play, "flask_uwsgi_exporter") == set(EXPORTER_TAGS.get(tag, ())), f"--tags {tag}"
         assert changed(app, play) == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         if "accounts" in steps:
             # The preflight found the role's directories and helpers as they should be: nothing to run.
@@ -528,6 +538,9 @@ def test_remove_keeps_the_data_unless_asked_and_then_leaves_nothing(app: App, tm
     kept = app.run_playbook("playbooks/remove.yml", {}, tmp_path)
     assert kept.returncode == 0, kept.output[-3000:]
     assert app.show("LoadState") == "not-found"
+    # The host's exporter no longer reports the app.
+    assert not app.host.file(f"/etc/flask_uwsgi/exporter.d/{app.name}.json").exists
+    assert scrape(app.host).find("uwsgi_up", app=app.name) == []
     assert app.host.check_output(f"ls -A {base}") == "shared"
     assert app.host.file(f"{base}/shared/data/visits").size > 0
     # The data's owner stays too, so that its id goes to no other account.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask_uwsgi_testing import CLIENT, App, demo_release, request_in_host, run_playbook
+from flask_uwsgi_testing import CLIENT, App, demo_release, request_in_host, run_playbook, scrape
 
 PROJECT = Path(__file__).resolve().parents[3]
 SITE = "examples/two-apps/site.yml"
@@ -45,6 +45,21 @@ def test_each_app_runs_as_its_own_service_user_and_virtualenv(apps: dict[str, Ap
     # Neither app's user can read the other's code or configuration.
     assert apps["blog"].host.run(f"runuser -u blog -- cat {apps['shop'].ini}").rc != 0
     assert apps["shop"].host.run("runuser -u shop -- ls /opt/blog/current/app").rc != 0
+
+
+def test_one_exporter_reports_each_app_under_its_own_label(apps: dict[str, App]) -> None:
+    host = apps["shop"].host
+    before = scrape(host)
+    assert sorted({labels["app"] for name, labels, _ in before.samples if name == "uwsgi_up"}) == ["blog", "shop"]
+    assert before.sum("uwsgi_up", app="shop") == before.sum("uwsgi_up", app="blog") == 1
+    for _ in range(3):
+        assert apps["blog"].answers()
+    after = scrape(host)
+    counted = {
+        name: after.sum("uwsgi_worker_requests_total", app=name) - before.sum("uwsgi_worker_requests_total", app=name)
+        for name in apps
+    }
+    assert counted == {"blog": 3, "shop": 0}
 
 
 def test_nginx_serves_each_app_and_the_static_files_itself(apps: dict[str, App]) -> None:

@@ -286,6 +286,51 @@ def exposure(host: Any, unit: str) -> float:
     return float(match.group(1))
 
 
+# The exporter of flask_uwsgi_exporter, as the role's defaults have it.
+EXPORTER_UNIT = "flask-uwsgi-exporter.service"
+EXPORTER_PORT = 9117
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
+LABEL = re.compile(r'(?P<key>[a-zA-Z_]\w*)="(?P<value>(?:[^"\\]|\\.)*)",?')
+
+
+@dataclass
+class Metrics:
+    """One scrape of the host's exporter: its samples, each a name, its labels and its value."""
+
+    samples: list[tuple[str, dict[str, str], float]]
+
+    def find(self, name: str, **labels: str) -> list[float]:
+        return [
+            value
+            for sample, its_labels, value in self.samples
+            if sample == name and all(its_labels.get(key) == want for key, want in labels.items())
+        ]
+
+    def sum(self, name: str, **labels: str) -> float:
+        """The sum of the samples of that name with those labels; fails when there is none."""
+        found = self.find(name, **labels)
+        assert found, f"no {name} with {labels} in the exporter's answer"
+        return sum(found)
+
+
+def scrape(host: Any, port: int = EXPORTER_PORT) -> Metrics:
+    """GET /metrics of the host's exporter, from inside the host, parsed."""
+    text = host.check_output(
+        "python3 -c %s %s",
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+        f"http://127.0.0.1:{port}/metrics",
+    )
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not a sample of the Prometheus text format: {line!r}"
+        labels = {m["key"]: m["value"] for m in LABEL.finditer(match["labels"] or "")}
+        samples.append((match["name"], labels, float(match["value"])))
+    return Metrics(samples)
+
+
 def request_in_host(host: Any, address: str, path: str = "/", protocol: str = "http") -> tuple[str, str]:
     """One GET from inside the host to address (host:port or a unix socket); its status line and body."""
     out = host.check_output("python3 -c %s %s %s %s", CLIENT, address, protocol, path)

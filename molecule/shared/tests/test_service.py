@@ -6,11 +6,9 @@ runs the same suite against its own settings. The stop test runs last and starts
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask_uwsgi_testing import CLIENT, App, exposure, run_load
@@ -322,48 +320,6 @@ def test_unix_socket_is_open_to_its_group_only(app: App) -> None:
     as_nobody = app.host.run(f"runuser -u nobody -- {client}", CLIENT, socket)
     assert as_nobody.rc != 0
     assert "PermissionError" in as_nobody.stderr
-
-
-# Runs inside the host: reads uWSGI's stats socket to its end, prints the requests of each worker.
-STATS_CLIENT = r"""
-import json, socket, sys
-sock = socket.socket(socket.AF_UNIX)
-sock.settimeout(10)
-sock.connect(sys.argv[1])
-stats = json.loads(b"".join(iter(lambda: sock.recv(65536), b"")))
-print(json.dumps({"requests": sum(w["requests"] for w in stats["workers"]), "cores": "cores" in stats["workers"][0],
-                  "workers": len(stats["workers"])}))
-"""
-
-
-def stats_as(app: App, user: str) -> Any:
-    """Read the app's stats socket as that user; the command's result."""
-    socket = f"/run/{app.vars['flask_uwsgi_app_name']}/stats/stats.sock"
-    return app.host.run("runuser -u %s -- python3 -c %s %s", user, STATS_CLIENT, socket)
-
-
-def test_stats_socket_is_open_to_its_group_only_and_counts_requests(app: App) -> None:
-    group = app.vars["flask_uwsgi_stats_group"]
-    socket = app.host.file(f"/run/{app.vars['flask_uwsgi_app_name']}/stats/stats.sock")
-    assert socket.is_socket
-    assert (socket.user, socket.group, socket.mode) == (app.vars["flask_uwsgi_user"], group, 0o660)
-    directory = app.host.file(f"/run/{app.vars['flask_uwsgi_app_name']}/stats")
-    assert (directory.group, directory.mode) == (group, 0o2750)
-    app.host.check_output(f"useradd --system --no-create-home -G {group} stats-probe")
-    try:
-        before = json.loads(stats_as(app, "stats-probe").stdout)
-        for _ in range(5):
-            assert app.answers()
-        after = json.loads(stats_as(app, "stats-probe").stdout)
-    finally:
-        app.host.run("userdel stats-probe")
-    assert after["requests"] - before["requests"] == 5, (before, after)
-    assert after["workers"] == int(app.vars["flask_uwsgi_processes"])
-    # No in-flight request's variables (cookies, Authorization) in the stats.
-    assert after["cores"] is False
-    outsider = stats_as(app, "nobody")
-    assert outsider.rc != 0
-    assert "PermissionError" in outsider.stderr
 
 
 def test_pyuwsgi_needs_no_compiler(app: App) -> None:

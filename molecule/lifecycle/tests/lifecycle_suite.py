@@ -426,8 +426,8 @@ TAGS = {
     "flask_uwsgi_service": ("preflight", "service", "health", "workers"),
     "flask_uwsgi_exporter": ("preflight",),
 }
-# The steps of the exporter's role (roles/flask_uwsgi_exporter/tasks/main.yml), which run only with
-# its tag or without --tags.
+# The steps of the exporter's role (roles/flask_uwsgi_exporter/tasks/main.yml): its checks run with
+# every tag (playbooks/deploy.yml runs them first), the rest only with its tag or without --tags.
 EXPORTER_TAGS = {"flask_uwsgi_exporter": ("assert", "install", "service")}
 
 
@@ -443,7 +443,7 @@ def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: P
         play = app.deploy(tmp_path, {}, "--tags", tag)
         assert play.returncode == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         assert steps_run(play) & set(STEPS) == set(steps), f"--tags {tag}"
-        assert steps_run(play, "flask_uwsgi_exporter") == set(EXPORTER_TAGS.get(tag, ())), f"--tags {tag}"
+        assert steps_run(play, "flask_uwsgi_exporter") == set(EXPORTER_TAGS.get(tag, ("assert",))), f"--tags {tag}"
         assert changed(app, play) == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         if "accounts" in steps:
             # The preflight found the role's directories and helpers as they should be: nothing to run.
@@ -470,6 +470,20 @@ def test_a_tag_applies_what_it_writes(app: App, tmp_path: Path) -> None:
     assert task_runs(play, "Reload the app's service") == [{app.host.backend.host: "changed"}]
     assert "tagged" in app.get("/")[1]
     assert app.main_pid() == master
+
+
+def test_the_exporter_tag_applies_a_new_port(app: App, tmp_path: Path) -> None:
+    """--tags flask_uwsgi_exporter alone rewrites the exporter's unit and restarts it onto the new port."""
+    for port, other in ((9118, 9117), (9117, 9118)):
+        play = app.deploy(tmp_path, {"flask_uwsgi_exporter_port": port}, "--tags", "flask_uwsgi_exporter")
+        assert play.returncode == 0, play.output[-3000:]
+        assert task_outcome(play, "Restart the exporter") == "changed"
+        app.wait_until(
+            lambda port=port: scrape(app.host, port).sum("uwsgi_up", app=app.name) == 1,
+            timeout=10,
+            what=f"the exporter answers on port {port}",
+        )
+        assert not app.host.socket(f"tcp://127.0.0.1:{other}").is_listening
 
 
 def test_another_uwsgi_restarts_and_a_rollback_across_it_restarts_again(app: App, tmp_path: Path) -> None:

@@ -228,6 +228,19 @@ def assert_refused_everywhere_unchanged(play: Play, hosts: list[Any], case: str)
         assert (counts[name]["failed"], counts[name]["changed"]) == (1, 0), f"{case}: {name}: {counts[name]}"
 
 
+# The cases of another role than flask_uwsgi.
+EXPORTER_BAD_INPUT = [
+    (
+        "exporter-address-a-name",
+        {"flask_uwsgi_exporter_address": "localhost"},
+        ["flask_uwsgi_exporter_address must be an IPv4 or IPv6 address", "got localhost"],
+    ),
+    ("exporter-port-zero", {"flask_uwsgi_exporter_port": 0}, ["flask_uwsgi_exporter_port", "1 to 65535"]),
+]
+BAD_INPUT += EXPORTER_BAD_INPUT
+ROLE_OF = {case: "flask_uwsgi_exporter" for case, _, _ in EXPORTER_BAD_INPUT}
+
+
 def refusal_plays() -> list[dict[str, Any]]:
     """A play per case: the role with the case's settings, the refusal rescued so that the next play runs."""
     return [
@@ -240,8 +253,13 @@ def refusal_plays() -> list[dict[str, Any]]:
             "vars": settings,
             "tasks": [
                 {
-                    "name": "Apply flask_uwsgi with one wrong setting",
-                    "block": [{"name": "Apply flask_uwsgi", "ansible.builtin.include_role": {"name": "flask_uwsgi"}}],
+                    "name": "Apply the role with one wrong setting",
+                    "block": [
+                        {
+                            "name": "Apply the role",
+                            "ansible.builtin.include_role": {"name": ROLE_OF.get(case, "flask_uwsgi")},
+                        }
+                    ],
                     "rescue": [{"name": "Go on to the next case", "ansible.builtin.meta": "noop"}],
                 }
             ],

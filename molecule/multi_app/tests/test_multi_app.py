@@ -62,6 +62,26 @@ def test_one_exporter_reports_each_app_under_its_own_label(apps: dict[str, App])
     assert counted == {"blog": 3, "shop": 0}
 
 
+def test_nginx_counters_answer_on_loopback_only_and_count_the_requests(apps: dict[str, App]) -> None:
+    host = apps["shop"].host
+    listening = host.check_output("ss --no-header --listening --tcp --numeric 'sport = :8081'")
+    assert [line.split()[3] for line in listening.splitlines()] == ["127.0.0.1:8081"]
+
+    def handled() -> int:
+        status, body = request_in_host(host, "127.0.0.1:8081", "/nginx_status")
+        assert status.endswith("200 OK"), status
+        assert body.startswith("Active connections:"), body
+        # "server accepts handled requests", then the three figures.
+        return int(body.splitlines()[2].split()[2])
+
+    before = handled()
+    for _ in range(3):
+        assert through_nginx(host, 80, "/")[0].endswith("200 OK")
+    # The 3 requests, and the status request itself.
+    assert handled() == before + 4
+    assert request_in_host(host, "127.0.0.1:8081", "/")[0].endswith("404 Not Found")
+
+
 def test_nginx_serves_each_app_and_the_static_files_itself(apps: dict[str, App]) -> None:
     host = apps["shop"].host
     for port in (80, 8080):

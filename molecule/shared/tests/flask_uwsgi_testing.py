@@ -39,7 +39,8 @@ else:
     sock = socket.create_connection((host if host not in ("", "0.0.0.0") else "127.0.0.1", int(port)))
 sock.settimeout(30)
 if protocol == "uwsgi":
-    env = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
+    path_info, _, query = path.partition("?")
+    env = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path_info, "QUERY_STRING": query,
            "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "test", "SERVER_PORT": "80", "HTTP_HOST": "test"}
     data = b"".join(struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
                     for k, v in env.items())

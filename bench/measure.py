@@ -122,6 +122,36 @@ def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, 
     return loads
 
 
+# The exporter (flask_uwsgi_exporter) scraped every SCRAPE_INTERVAL s: 15 times as often as
+# Prometheus' usual 15 s, so that its cost shows. Runs in the host, for the seconds given.
+SCRAPE_INTERVAL = 1.0
+SCRAPER = r"""
+import sys, time, urllib.request
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    urllib.request.urlopen("http://127.0.0.1:9117/metrics", timeout=5).read()
+    time.sleep(float(sys.argv[2]))
+"""
+NOT_SCRAPED = "the service, its exporter idle"
+SCRAPED = f"the service, its exporter scraped every {SCRAPE_INTERVAL:g} s"
+
+
+def exporter_cost() -> dict[str, list[Load]]:
+    """ROUNDS rounds of load on the role's service, with and without scrapes of the host's exporter
+    (in turns, the first of each round alternating)."""
+    loads: dict[str, list[Load]] = {NOT_SCRAPED: [], SCRAPED: []}
+    start_service()
+    scraper = f"python3 -c {shlex.quote(SCRAPER)} {SECONDS + 3} {SCRAPE_INTERVAL}"
+    load = f"{WRK} --connections {CONNECTIONS} --duration {SECONDS}s http://127.0.0.1:{SERVICE.port}/"
+    for round_ in range(1, ROUNDS + 1):
+        for name in (NOT_SCRAPED, SCRAPED) if round_ % 2 else (SCRAPED, NOT_SCRAPED):
+            wrk(SERVICE.port, 2)
+            script = f"{scraper} & sleep 1; {load}; wait" if name == SCRAPED else load
+            loads[name].append(run := parse_wrk(in_host(HOST, script)))
+            print(f"round {round_}: {name}: {run.rps:.0f} requests/s, p99 {run.p99_ms:.1f} ms", flush=True)
+    return loads
+
+
 def host_seconds(script: str) -> float:
     """Wall time of a shell script measured inside the host (no docker exec in it)."""
     out = in_host(HOST, f"s=$(date +%s%N); {script}; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))")

@@ -7,7 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import median
 
-from measure import BURST_CONNECTIONS, CONNECTIONS, INSTALLS, ROUNDS, SECONDS, WRK, Deploys, Load, Memory
+from measure import (
+    BURST_CONNECTIONS,
+    CONNECTIONS,
+    INSTALLS,
+    NOT_SCRAPED,
+    ROUNDS,
+    SECONDS,
+    WRK,
+    Deploys,
+    Load,
+    Memory,
+)
 from servers import BASELINE, BURST_BASELINE, GUNICORN, SERVERS
 from testhosts import PROJECT
 
@@ -41,6 +52,7 @@ def render(
     burst: dict[str, list[Load]],
     lifecycle: dict[str, list[float]],
     mem: dict[str, Memory],
+    scraped: dict[str, list[Load]],
 ) -> str:
     """The text of docs/benchmarks.md."""
     lines = [
@@ -55,6 +67,7 @@ def render(
     lines += deploy_section(deployed)
     lines += serving_section(loads)
     lines += burst_section(burst)
+    lines += exporter_section(scraped)
     lines += lifecycle_section(lifecycle)
     lines += memory_section(mem)
     lines += ["", "![Requests per second and p99 latency](benchmarks.png)", ""]
@@ -129,6 +142,18 @@ def load_rows(loads: dict[str, list[Load]], baseline: str) -> list[str]:
         p50, p99 = median([load.p50_ms for load in runs]), median([load.p99_ms for load in runs])
         rows.append(f"| {name} | {rps:,.0f} | {rps / base_rps:.2f}x | {p50:.2f} ms | {p99:.2f} ms |")
     return rows
+
+
+def exporter_section(scraped: dict[str, list[Load]]) -> list[str]:
+    """The role's service with its host's exporter scraped, against the same service not scraped."""
+    lines = [
+        *heading(f"The exporter's cost ({ROUNDS} rounds, in turns)"),
+        "flask_uwsgi_exporter reads the app's stats socket at each scrape, from uWSGI's master.",
+        "",
+        "| | requests/s | vs not scraped | p50 | p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    return lines + load_rows(scraped, NOT_SCRAPED)
 
 
 def lifecycle_section(lifecycle: dict[str, list[float]]) -> list[str]:

@@ -4,7 +4,8 @@
 1. Deploy: a fresh Debian 12 test host, the demo app with the role's defaults (uWSGI compiled by
    pip), timed with the slowest tasks (profile_tasks); then the idempotent re-run. RUNS hosts.
 2. Serving: wrk on the host's loopback against the role's service and against other servers of
-   the same app started beside it (SERVERS), in ROUNDS interleaved rounds of SECONDS each.
+   the same app started beside it (SERVERS), in ROUNDS interleaved rounds of SECONDS each; and the
+   role's service while the host's Prometheus exporter is scraped every second, and while it is not.
 3. Stop, reload and failed requests during a reload under load, on the role's service.
 4. Memory of each worker (RSS and PSS) of the role's service after a round of load.
 
@@ -36,11 +37,12 @@ def main() -> None:
             servers.prepare_servers()
             loads = measure.serving(servers.SERVERS)
             burst = measure.serving(servers.BURST_SERVERS, measure.BURST_CONNECTIONS)
+            scraped = measure.exporter_cost()
             lifecycle = measure.stops_and_reloads()
             mem = measure.memories()
     finally:
         remove_hosts([servers.HOST])
-    text = report.render(deployed, loads, burst, lifecycle, mem)
+    text = report.render(deployed, loads, burst, lifecycle, mem, scraped)
     report.write(text, loads)
     print(text)
 

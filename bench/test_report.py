@@ -8,7 +8,7 @@ import re
 
 import pytest
 import report
-from measure import INSTALLS, Deploys, Load, Memory
+from measure import INSTALLS, NOT_SCRAPED, SCRAPED, Deploys, Load, Memory
 from servers import BASELINE, BURST_BASELINE, BURST_SERVERS, GUNICORN, SERVERS, Server
 
 
@@ -21,7 +21,8 @@ def render(loads: dict[str, list[Load]], burst: dict[str, list[Load]]) -> str:
     deployed = {name: Deploys([30.0] * install.runs, [9.0] * install.runs) for name, install in INSTALLS.items()}
     lifecycle = {"stop idle": [1.07, 1.08, 1.07]}
     mem = {"role defaults (the service)": Memory([27.5, 27.5], [17.5, 17.5], 55.9)}
-    return report.render(deployed, loads, burst, lifecycle, mem)
+    scraped = {NOT_SCRAPED: [Load(8000.0, 1.0, 2.0)] * 3, SCRAPED: [Load(7920.0, 1.0, 2.0)] * 3}
+    return report.render(deployed, loads, burst, lifecycle, mem, scraped)
 
 
 def ratio(text: str, name: str) -> str:
@@ -38,6 +39,7 @@ def test_ratios_are_taken_against_the_named_baselines() -> None:
     assert "as many workers: **2.00x**" in text
     assert ratio(text, BURST_BASELINE) == "1.00x"
     assert {ratio(text, server.name) for server in BURST_SERVERS if server.name != BURST_BASELINE} == {"8.00x"}
+    assert ratio(text, SCRAPED) == "0.99x"
 
 
 @pytest.mark.parametrize("missing", [BASELINE, GUNICORN.name, BURST_BASELINE])

@@ -428,7 +428,8 @@ TAGS = {
 }
 # The steps of the exporter's role (roles/flask_uwsgi_exporter/tasks/main.yml): its checks run with
 # every tag (playbooks/deploy.yml runs them first), the rest only with its tag or without --tags.
-EXPORTER_TAGS = {"flask_uwsgi_exporter": ("assert", "install", "service")}
+EXPORTER_STEPS = ("assert", "install", "service")
+EXPORTER_TAGS = {"flask_uwsgi_exporter": EXPORTER_STEPS}
 
 
 def steps_run(play: Play, role: str = "flask_uwsgi") -> set[str]:
@@ -443,7 +444,8 @@ def test_each_tag_runs_its_steps_alone_on_a_converged_host(app: App, tmp_path: P
         play = app.deploy(tmp_path, {}, "--tags", tag)
         assert play.returncode == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         assert steps_run(play) & set(STEPS) == set(steps), f"--tags {tag}"
-        assert steps_run(play, "flask_uwsgi_exporter") == set(EXPORTER_TAGS.get(tag, ("assert",))), f"--tags {tag}"
+        exporter_steps = steps_run(play, "flask_uwsgi_exporter") & set(EXPORTER_STEPS)
+        assert exporter_steps == set(EXPORTER_TAGS.get(tag, ("assert",))), f"--tags {tag}"
         assert changed(app, play) == 0, f"--tags {tag}:\n{play.output[-3000:]}"
         if "accounts" in steps:
             # The preflight found the role's directories and helpers as they should be: nothing to run.
@@ -472,6 +474,23 @@ def test_a_tag_applies_what_it_writes(app: App, tmp_path: Path) -> None:
     assert app.main_pid() == master
 
 
+def test_a_tag_is_refused_on_a_host_without_a_directory_of_a_newer_role(app: App, tmp_path: Path) -> None:
+    """As after an upgrade of the role: --tags flask_uwsgi_config is refused, naming the directory and
+    changing nothing; with flask_uwsgi_accounts added, it runs and makes it."""
+    registry = "/etc/flask_uwsgi/exporter.d"
+    app.host.check_output(f"mv {registry} /root/exporter.d.saved")
+    try:
+        refused = app.deploy(tmp_path, {}, "--tags", "flask_uwsgi_config")
+        assert refused.returncode != 0
+        assert f"needs {registry}, which this host lacks" in " ".join(refused.output.split()), refused.output[-3000:]
+        assert changed(app, refused) == 0
+        accepted = app.deploy(tmp_path, {}, "--tags", "flask_uwsgi_accounts,flask_uwsgi_config")
+        assert accepted.returncode == 0, accepted.output[-3000:]
+        assert app.host.file(f"{registry}/{app.name}.json").exists
+    finally:
+        app.host.run(f"test -d {registry} || mv /root/exporter.d.saved {registry}; rm -rf /root/exporter.d.saved")
+
+
 def test_the_exporter_tag_applies_a_new_port(app: App, tmp_path: Path) -> None:
     """--tags flask_uwsgi_exporter alone rewrites the exporter's unit and restarts it onto the new port."""
     for port, other in ((9118, 9117), (9117, 9118)):
@@ -484,6 +503,25 @@ def test_the_exporter_tag_applies_a_new_port(app: App, tmp_path: Path) -> None:
             what=f"the exporter answers on port {port}",
         )
         assert not app.host.socket(f"tcp://127.0.0.1:{other}").is_listening
+
+
+def test_stats_off_leaves_no_socket_and_takes_the_app_out_of_the_exporter(app: App, tmp_path: Path) -> None:
+    registration = f"/etc/flask_uwsgi/exporter.d/{app.name}.json"
+    off = app.deploy(tmp_path, {"flask_uwsgi_stats": False})
+    assert off.returncode == 0, off.output[-3000:]
+    assert "stats" not in dict(
+        line.split(" = ", 1) for line in app.host.file(app.ini).content_string.splitlines() if " = " in line
+    )
+    assert not app.host.file(f"/run/{app.name}/stats").exists
+    assert not app.host.file(registration).exists
+    assert scrape(app.host).find("uwsgi_up", app=app.name) == []
+    assert app.answers()
+    on = app.deploy(tmp_path, {})
+    assert on.returncode == 0, on.output[-3000:]
+    assert app.host.file(registration).exists
+    app.wait_until(
+        lambda: scrape(app.host).sum("uwsgi_up", app=app.name) == 1, timeout=10, what="the exporter reads the app again"
+    )
 
 
 def test_another_uwsgi_restarts_and_a_rollback_across_it_restarts_again(app: App, tmp_path: Path) -> None:

@@ -48,6 +48,6 @@ def test_each_alert_fires_when_it_should_and_not_before(promtool: Any) -> None:
 
 def test_the_exporter_answer_passes_promtool_lint(promtool: Any) -> None:
     scrape = f"python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:{EXPORTER_PORT}/metrics\").read().decode())'"
-    lint = promtool.run(f"set -o pipefail; {scrape} | promtool check metrics")
+    lint = promtool.run("bash -c %s", f"set -o pipefail; {scrape} | promtool check metrics")
     assert lint.rc == 0, lint.stdout + lint.stderr
     assert lint.stdout + lint.stderr == ""

@@ -235,7 +235,11 @@ EXPORTER_BAD_INPUT = [
         {"flask_uwsgi_exporter_address": "localhost"},
         ["flask_uwsgi_exporter_address must be an IPv4 or IPv6 address", "got localhost"],
     ),
-    ("exporter-port-zero", {"flask_uwsgi_exporter_port": 0}, ["flask_uwsgi_exporter_port", "1 to 65535"]),
+    (
+        "exporter-port-privileged",
+        {"flask_uwsgi_exporter_port": 80},
+        ["flask_uwsgi_exporter_port", "1024 to 65535", "got"],
+    ),
 ]
 BAD_INPUT += EXPORTER_BAD_INPUT
 ROLE_OF = {case: "flask_uwsgi_exporter" for case, _, _ in EXPORTER_BAD_INPUT}

@@ -122,15 +122,32 @@ def serving_section(loads: dict[str, list[Load]]) -> list[str]:
 
 def burst_section(burst: dict[str, list[Load]]) -> list[str]:
     """The burst's servers against BURST_BASELINE."""
-    lines = [
-        *heading(f"A burst: {BURST_CONNECTIONS} connections at once ({ROUNDS} rounds)"),
-        "The kernel queues up to `listen` connections for the workers; past that it drops handshakes,",
-        "and those clients retry after a second.",
+    return load_table(
+        f"A burst: {BURST_CONNECTIONS} connections at once ({ROUNDS} rounds)",
+        [
+            "The kernel queues up to `listen` connections for the workers; past that it drops handshakes,",
+            "and those clients retry after a second.",
+        ],
+        ("server", "vs the first"),
+        burst,
+        BURST_BASELINE,
+    )
+
+
+def load_table(
+    title: str, notes: list[str], columns: tuple[str, str], loads: dict[str, list[Load]], baseline: str
+) -> list[str]:
+    """A section of loads: its heading, notes, and a row per server against the baseline. columns names the
+    first column and the ratio's."""
+    first, versus = columns
+    return [
+        *heading(title),
+        *notes,
         "",
-        "| server | requests/s | vs the first | p50 | p99 |",
+        f"{f'| {first}'.rstrip()} | requests/s | {versus} | p50 | p99 |",
         "|---|---:|---:|---:|---:|",
+        *load_rows(loads, baseline),
     ]
-    return lines + load_rows(burst, BURST_BASELINE)
 
 
 def load_rows(loads: dict[str, list[Load]], baseline: str) -> list[str]:
@@ -146,14 +163,13 @@ def load_rows(loads: dict[str, list[Load]], baseline: str) -> list[str]:
 
 def exporter_section(scraped: dict[str, list[Load]]) -> list[str]:
     """The role's service with its host's exporter scraped, against the same service not scraped."""
-    lines = [
-        *heading(f"The exporter's cost ({ROUNDS} rounds, in turns)"),
-        "flask_uwsgi_exporter reads the app's stats socket at each scrape, from uWSGI's master.",
-        "",
-        "| | requests/s | vs not scraped | p50 | p99 |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    return lines + load_rows(scraped, NOT_SCRAPED)
+    return load_table(
+        f"The exporter's cost ({ROUNDS} rounds, in turns)",
+        ["flask_uwsgi_exporter reads the app's stats socket at each scrape, from uWSGI's master."],
+        ("", "vs not scraped"),
+        scraped,
+        NOT_SCRAPED,
+    )
 
 
 def lifecycle_section(lifecycle: dict[str, list[float]]) -> list[str]:

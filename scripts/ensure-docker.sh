@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers, installing Debian's docker.io and starting dockerd if needed.
+# Make sure a Docker engine answers (installing Debian's docker.io and starting dockerd if needed), and that
+# the other tools the tests need on this machine are installed.
 # No service manager runs dockerd on the machines this project is tested on, so we start it ourselves.
 set -euo pipefail
 
 need_packages=()
 command -v dockerd >/dev/null 2>&1 || need_packages+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_packages+=(debootstrap)
+# A C compiler: the lifecycle tests build a fault-injection library (molecule/shared/tests/slow_accept.c).
+command -v cc >/dev/null 2>&1 || need_packages+=(gcc libc6-dev)
 if ((${#need_packages[@]})); then
   echo "ensure-docker: installing ${need_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,7 @@ molecule.yml's `--dist loadfile` keeps each host's module on one worker.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,44 @@ def test_a_restart_and_a_stop_then_start_fail_no_request(app: App) -> None:
         print(f"{app.host.backend.host}: {what} under load: {stats['figures']}")
         assert stats["failed"] == 0, (what, stats["errors"])
         assert app.main_pid() not in (0, master), what
+
+
+SLOW_ACCEPT = Path(__file__).resolve().parents[2] / "shared" / "tests" / "slow_accept.c"
+
+
+def test_a_worker_told_to_leave_serves_the_connection_it_has_just_accepted(app: App, tmp_path: Path) -> None:
+    """A restart or a reload tells each worker to leave (SIGHUP). uWSGI's own handler exits unless a
+    request has begun, so a connection accepted a moment before was reset. That moment is microseconds
+    wide; here a preloaded library (slow_accept.c) holds every accept() 20 ms, so most signals land in
+    it, and every connection must still be served."""
+    compiler = shutil.which("cc")
+    assert compiler, "a C compiler is needed to build the fault injection (make docker installs gcc)"
+    library, remote = tmp_path / "slow_accept.so", "/usr/local/lib/flask-uwsgi-test-slow-accept.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", library, SLOW_ACCEPT, "-ldl"], check=True)
+    container, drop_in = app.host.backend.host, f"/run/systemd/system/{app.unit}.d/zz-slow-accept.conf"
+    subprocess.run(
+        ["docker", "exec", "-i", container, "sh", "-c", f"cat > {remote}"], input=library.read_bytes(), check=True
+    )
+    try:
+        app.host.check_output(
+            f"mkdir -p {Path(drop_in).parent} && printf '%s\\n' '[Service]' "
+            f"'Environment=LD_PRELOAD={remote} SLOW_ACCEPT_US=20000' > {drop_in} "
+            f"&& systemctl daemon-reload && systemctl restart {app.unit}"
+        )
+        app.wait_until(app.answers, timeout=30, what="the app answers with the fault injection")
+        for worker in app.workers():
+            assert remote in app.host.file(f"/proc/{worker}/maps").content_string, f"worker {worker} lacks the library"
+        for what, command in [
+            ("systemctl restart", f"systemctl restart {app.unit}"),
+            ("systemctl reload", f"systemctl reload {app.unit}"),
+            ("systemctl restart", f"systemctl restart {app.unit}"),
+        ]:
+            _, stats = load_during(app.host, port(app), lambda command=command: app.host.check_output(command))
+            print(f"{container}: {what} under load, every accept() held 20 ms: {stats['figures']}")
+            assert stats["failed"] == 0, (what, stats["errors"])
+    finally:
+        app.host.run(f"rm -f {drop_in} && systemctl daemon-reload && systemctl restart {app.unit} && rm -f {remote}")
+    app.wait_until(app.answers, timeout=30, what="the app answers without the fault injection")
 
 
 def test_the_port_stays_open_until_the_socket_unit_stops(app: App) -> None:

@@ -47,8 +47,10 @@ def port(app: App) -> int:
     return int(app.address[0].rpartition(":")[2])
 
 
-def test_killed_master_is_restarted_by_systemd_and_no_request_fails(app: App) -> None:
-    """Connections wait in the queue of the socket systemd holds until uWSGI is back: none is refused."""
+def test_killed_master_is_restarted_by_systemd_and_no_connection_is_refused(app: App) -> None:
+    """Connections wait in the queue of the socket systemd holds until uWSGI is back: none is refused.
+    systemd kills the workers the moment it sees the master gone (KillMode=mixed), so a request a
+    worker is serving at that instant can be cut: at most one per worker, as a reset."""
     master, restarts = app.main_pid(), int(app.show("NRestarts"))
 
     def kill_and_wait() -> float:
@@ -65,7 +67,8 @@ def test_killed_master_is_restarted_by_systemd_and_no_request_fails(app: App) ->
     )
     assert took <= int(app.vars["flask_uwsgi_restart_sec"]) + 3
     assert int(app.show("NRestarts")) == restarts + 1
-    assert stats["failed"] == 0, stats["errors"]
+    assert stats["failed"] <= int(app.vars["flask_uwsgi_processes"]), stats["errors"]
+    assert all("ConnectionResetError" in error or "RemoteDisconnected" in error for error in stats["errors"]), stats
 
 
 def test_a_restart_and_a_stop_then_start_fail_no_request(app: App) -> None:

@@ -1,6 +1,7 @@
 # make demo: deploy the example app to a local Debian 12 systemd container and show its answer
 #            (make demo DEBIAN=13: to a Debian 13 one).
 # make test: lint everything, check the docs against the role, and run every Molecule scenario.
+# make dist: the collection's tarball in dist/, for ansible-galaxy collection install.
 # make bench: figures for deploy, serving, reload, stop and memory, written to docs/benchmarks.md.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -18,12 +19,13 @@ LANE_2 := unix_socket multi_app offline
 ALONE := validation lifecycle
 SCENARIOS := $(LANE_1) $(LANE_2) $(ALONE)
 
-.PHONY: help venv docker image lint unit molecule test bench demo demo-clean clean readme
+.PHONY: help venv docker image lint unit molecule test dist bench demo demo-clean clean readme
 
 help:
 	@echo "make demo    deploy examples/flask-demo to a local Debian 12 container and show its answer (DEBIAN=13: Debian 13)"
 	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
 	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 20 min)"
+	@echo "make dist    build the collection (flaskapps.uwsgi) into dist/, for ansible-galaxy collection install"
 	@echo "make readme  write the README's variable tables from each role's meta/argument_specs.yml"
 
 $(VENV)/.installed: requirements.txt
@@ -47,6 +49,7 @@ lint: venv
 	ansible-lint --profile production
 	ruff check .
 	ruff format --check .
+	antsibull-changelog lint
 
 unit: venv
 	pytest -q tests bench/test_report.py
@@ -72,6 +75,10 @@ molecule: venv image
 test:
 	$(MAKE) --no-print-directory image & images=$$!; $(MAKE) --no-print-directory lint unit; wait $$images
 	$(MAKE) --no-print-directory molecule
+
+# The collection's tarball (galaxy.yml: what goes in, and its version).
+dist: venv
+	ansible-galaxy collection build --force --output-path dist
 
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 	$(VENV)/bin/pip install --quiet -r bench/requirements.txt

@@ -1,4 +1,4 @@
-"""What library/flask_uwsgi_host_state.py finds astray: a path that a later task of the deploy would
+"""What plugins/modules/flask_uwsgi_host_state.py finds astray: a path that a later task of the deploy would
 change. A path it passes is skipped by that task, so each way a path can differ must show here."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from role_library import load
+from collection_modules import load
 
 state = load("flask_uwsgi_host_state")
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from role_library import load
+from collection_modules import load
 
 probe = load("flask_uwsgi_probe")
 

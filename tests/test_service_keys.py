@@ -1,4 +1,4 @@
-"""The service's keys (library/flask_uwsgi_service_keys.py) are the very hashes that the role's
+"""The service's keys (plugins/modules/flask_uwsgi_service_keys.py) are the very hashes that the role's
 templates computed before the module existed, so that a host upgraded to it keeps its recorded keys
 and gets no restart; and each file changes the key it should, and only that one."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from ansible.plugins.filter.core import get_hash, regex_findall, to_json
-from role_library import load
+from collection_modules import load
 
 keys = load("flask_uwsgi_service_keys")
 

@@ -154,7 +154,7 @@ def ansible_env(**settings: str) -> dict[str, str]:
     ansible.cfg, plain text to read, ansible-playbook from this interpreter's virtualenv, and settings."""
     # Molecule sets ANSIBLE_FORCE_COLOR, which beats NOCOLOR.
     env = {key: value for key, value in os.environ.items() if key != "ANSIBLE_FORCE_COLOR"}
-    env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **settings)
+    env.update({"ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **settings})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -174,9 +174,12 @@ class Play:
         return self.stdout + self.stderr
 
 
-def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str) -> Play:
+def run_playbook(
+    playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *options: str, cwd: Path = PROJECT, **settings: str
+) -> Play:
     """Run one of the project's playbooks against the scenario's inventory; return what it printed
-    and how its tasks ended. options go to ansible-playbook as they are, e.g. "--check", "--diff"."""
+    and how its tasks ended. options go to ansible-playbook as they are, e.g. "--check", "--diff";
+    settings are environment variables (ANSIBLE_CONFIG=..., say), for a run from cwd."""
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps(extra_vars))
     outcomes = tmp_path / f"outcomes-{time.monotonic_ns()}.jsonl"
@@ -185,10 +188,11 @@ def run_playbook(playbook: str, extra_vars: dict[str, Any], tmp_path: Path, *opt
         ANSIBLE_CALLBACK_PLUGINS=str(CALLBACK_PLUGINS),
         ANSIBLE_CALLBACKS_ENABLED="task_outcomes",
         FLASK_UWSGI_TASK_OUTCOMES=str(outcomes),
+        **settings,
     )
     result = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), playbook, "-e", f"@{vars_file}", *options],
-        cwd=PROJECT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Load one of the role's own modules (roles/flask_uwsgi/library) as a Python module, to test its functions."""
+"""Load one of the collection's modules (plugins/modules) as a Python module, to test its functions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-LIBRARY = Path(__file__).resolve().parents[1] / "roles" / "flask_uwsgi" / "library"
+LIBRARY = Path(__file__).resolve().parents[1] / "plugins" / "modules"
 
 
 def load(name: str) -> ModuleType:

@@ -45,9 +45,11 @@ PLAYBOOK = f"""
 """
 
 
-def galaxy(*args: str, cwd: Path) -> str:
+def galaxy(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    """ansible-galaxy in the user's environment: from the checkout's, it would find the collection
+    already there (its ansible.cfg puts the checkout first on the collections path) and install nothing."""
     result = subprocess.run(
-        ["ansible-galaxy", *args], cwd=cwd, env=ansible_env(), capture_output=True, text=True, check=False
+        ["ansible-galaxy", *args], cwd=cwd, env=ansible_env(**env), capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, f"ansible-galaxy {' '.join(args)}:\n{result.stdout}{result.stderr}"
     return result.stdout
@@ -58,15 +60,14 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory outside the checkout with the collection installed from its tarball, an empty
     roles path and an ansible.cfg of the user's own."""
     where = tmp_path_factory.mktemp("user")
-    galaxy("collection", "build", "--output-path", str(where / "dist"), str(PROJECT), cwd=where)
-    galaxy(
-        "collection", "install", "--no-deps", "-p", str(where / "collections"), str(where / "dist" / TARBALL), cwd=where
-    )
     (where / "roles").mkdir()
     (where / "ansible.cfg").write_text(
         "[defaults]\ninterpreter_python = auto_silent\n[connection]\npipelining = True\n"
     )
     (where / "site.yml").write_text(PLAYBOOK)
+    env = settings(where)
+    galaxy("collection", "build", "--output-path", str(where / "dist"), str(PROJECT), cwd=where, env=env)
+    galaxy("collection", "install", "--no-deps", str(where / "dist" / TARBALL), cwd=where, env=env)
     return where
 
 
@@ -122,14 +123,7 @@ def test_a_playbook_using_the_installed_roles_by_full_name_deploys_then_changes_
     user_dir: Path, tmp_path: Path
 ) -> None:
     hosts = scenario_hosts("app_servers")
-    found = subprocess.run(
-        ["ansible-galaxy", "collection", "list", NAME],
-        cwd=user_dir,
-        env=ansible_env(**settings(user_dir)),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    found = galaxy("collection", "list", NAME, cwd=user_dir, env=settings(user_dir))
     assert str(user_dir / "collections" / "ansible_collections") in found, found
 
     plays = [run_playbook("site.yml", APP, tmp_path, cwd=user_dir, **settings(user_dir)) for _ in range(2)]
@@ -152,14 +146,20 @@ def test_the_collection_from_git_through_a_requirements_file_is_the_same_collect
         yaml.safe_dump({"collections": [{"name": f"file://{PROJECT}", "type": "git", "version": "HEAD"}]})
     )
     galaxy(
-        "collection", "install", "--no-deps", "-r", str(requirements), "-p", str(tmp_path / "collections"), cwd=tmp_path
+        "collection",
+        "install",
+        "--no-deps",
+        "-r",
+        str(requirements),
+        cwd=tmp_path,
+        env=settings(user_dir, tmp_path / "collections"),
     )
 
     def files(root: Path) -> set[str]:
         listing = json.loads(
             (root / "ansible_collections" / GALAXY["namespace"] / GALAXY["name"] / "FILES.json").read_text()
         )
-        return {entry["name"] for entry in listing["files"]}
+        return {entry["name"] for entry in listing["files"] if entry["ftype"] == "file"}
 
     assert files(tmp_path / "collections") == files(user_dir / "collections")
     check = run_playbook(

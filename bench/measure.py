@@ -12,7 +12,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import HOST, LAZY, SERVICE, Server, start, start_service, stop
+from servers import (
+    HOST,
+    LAZY,
+    NGINX_PATHS,
+    SERVICE,
+    Server,
+    keep_upstream_connections,
+    nginx_sites,
+    start,
+    start_service,
+    stop,
+)
 from testhosts import DEMO_VARS, PROJECT, changed_count, in_host, run_playbook, start_hosts, write_inventory
 
 sys.path.insert(0, str(PROJECT / "molecule" / "shared" / "tests"))
@@ -105,8 +116,10 @@ def parse_wrk(output: str) -> Load:
     return Load(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), ms("50%"), ms("99%"))
 
 
-def wrk(port: int, seconds: int = SECONDS, connections: int = CONNECTIONS) -> Load:
-    return parse_wrk(in_host(HOST, f"{WRK} --connections {connections} --duration {seconds}s http://127.0.0.1:{port}/"))
+def wrk(port: int, seconds: int = SECONDS, connections: int = CONNECTIONS, options: str = "") -> Load:
+    return parse_wrk(
+        in_host(HOST, f"{WRK} --connections {connections} --duration {seconds}s {options} http://127.0.0.1:{port}/")
+    )
 
 
 def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, list[Load]]:
@@ -119,6 +132,82 @@ def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, 
             loads[server.name].append(load := wrk(server.port, connections=connections))
             stop(server)
             print(f"round {round_}: {server.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
+    return loads
+
+
+# Keep-alive traffic is wrk's own: each connection sends its next request once it has the answer.
+# Without keep-alive, every request asks for its connection to be closed after the answer (a
+# server that ignores that keeps the connection open, as uWSGI on http11-socket does).
+KEEPALIVE = "keep-alive"
+CLOSE = "Connection: close"
+TRAFFIC = {KEEPALIVE: "", CLOSE: "--header 'Connection: close'"}
+# A newcomer: one more client, 3 s into the keep-alive load, on a connection of its own. How long it
+# waits for its answer tells whether the server still takes new clients while others keep theirs.
+NEWCOMER_TIMEOUT = 5.0
+NEWCOMER = r"""
+import sys, time, urllib.request
+time.sleep(3)
+start = time.monotonic()
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=float(sys.argv[2])).read()
+    print(time.monotonic() - start)
+except OSError:
+    print("nan")
+"""
+
+
+@dataclass
+class KeepAlive:
+    """Each server's runs with either traffic, and the newcomer's waits (s; nan: no answer in time)."""
+
+    loads: dict[str, dict[str, list[Load]]] = field(default_factory=lambda: {name: {} for name in TRAFFIC})
+    newcomer_s: dict[str, list[float]] = field(default_factory=dict)
+
+
+def keepalive_serving(servers: list[Server]) -> KeepAlive:
+    """ROUNDS rounds; in each, every server in turn: warm-up, keep-alive load with a newcomer, then
+    the same load with Connection: close."""
+    figures = KeepAlive()
+    newcomer = f"python3 -c {shlex.quote(NEWCOMER)}"
+    for round_ in range(1, ROUNDS + 1):
+        for server in servers:
+            start(server)
+            wrk(server.port, 2)
+            load = f"{WRK} --connections {CONNECTIONS} --duration {SECONDS}s http://127.0.0.1:{server.port}/"
+            out = in_host(HOST, f"{newcomer} {server.port} {NEWCOMER_TIMEOUT} > /tmp/newcomer & {load}; wait")
+            figures.loads[KEEPALIVE].setdefault(server.name, []).append(kept := parse_wrk(out))
+            figures.newcomer_s.setdefault(server.name, []).append(float(in_host(HOST, "cat /tmp/newcomer")))
+            figures.loads[CLOSE].setdefault(server.name, []).append(closed := wrk(server.port, options=TRAFFIC[CLOSE]))
+            stop(server)
+            print(
+                f"round {round_}: {server.name}: {kept.rps:.0f} requests/s kept alive,"
+                f" newcomer {figures.newcomer_s[server.name][-1]:.3f} s; {closed.rps:.0f} closed",
+                flush=True,
+            )
+    return figures
+
+
+def through_nginx(inventory: Path) -> dict[str, list[Load]]:
+    """nginx in front (flask_uwsgi_nginx's sites, some with upstream keep-alive added), clients keeping
+    their connections to nginx: ROUNDS rounds, every path in turn."""
+    playbook = inventory.parent / "nginx.yml"
+    playbook.write_text(
+        "- name: nginx in front of the servers the benchmark compares\n"
+        "  hosts: app_servers\n  become: true\n"
+        "  roles: [flaskapps.uwsgi.flask_uwsgi_nginx]\n"
+    )
+    variables = inventory.parent / "nginx-vars.json"
+    variables.write_text(json.dumps({"flask_uwsgi_nginx_sites": nginx_sites()}))
+    run_playbook(inventory, str(playbook), "--extra-vars", f"@{variables}")
+    keep_upstream_connections()
+    loads: dict[str, list[Load]] = {path.name: [] for path in NGINX_PATHS}
+    for round_ in range(1, ROUNDS + 1):
+        for path in NGINX_PATHS:
+            start(path.server)
+            wrk(path.port, 2)
+            loads[path.name].append(load := wrk(path.port))
+            stop(path.server)
+            print(f"round {round_}: {path.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
     return loads
 
 

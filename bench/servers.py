@@ -3,6 +3,7 @@ started beside it in the test host; how they are prepared, started and stopped."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from testhosts import in_host
@@ -10,8 +11,11 @@ from testhosts import in_host
 HOST = "flask-uwsgi-bench-serving"
 APP_DIR = "/opt/flask-demo/current/app"
 UWSGI = "/opt/flask-demo/current/venv/bin/uwsgi"
-# The role's own ini for the demo, less what would clash with the running service (its address,
-# pidfile, stop hook) and its request-log switch: the variants below add those back as they need.
+# The other servers, at the versions these figures were taken with.
+PEERS = ["gunicorn==27.0.1", "granian==2.8.9"]
+# The role's own ini for the demo, less what would clash with the running service (its address
+# and the header that goes with it, pidfile, stop hook) and its request-log switch: the variants
+# below add those back as they need.
 ROLE_INI = "/opt/bench/role.ini"
 ROLE = f"{UWSGI} --ini {ROLE_INI}"
 TRIVIAL_APP = """\
@@ -32,7 +36,8 @@ class Server:
 
 
 def uwsgi_with_role_options(port: int, *options: str) -> str:
-    return f"{ROLE} --http-socket 127.0.0.1:{port} {' '.join(options)}"
+    """The role's ini on an http-socket at this port, with its Connection: close, and these options."""
+    return f"{ROLE} --http-socket 127.0.0.1:{port} --add-header 'Connection: close' {' '.join(options)}"
 
 
 # The role's service: the baseline, against which the report takes the other servers' ratios.
@@ -116,20 +121,89 @@ BURST_SERVERS = [UWSGI_LISTEN, with_listen(1024, 9013)]
 LAZY = Server(f"{NO_SANDBOX}, lazy-apps", 9014, uwsgi_with_role_options(9014, "--disable-logging --lazy-apps"))
 
 
+# Keep-alive: the same app served to clients that keep their connection (as browsers, balancers and
+# nginx with upstream keepalive do), and to clients that open one per request; each server with 2
+# workers. uWSGI keeps connections only on http11-socket: a worker then serves one connection until
+# that client goes quiet for socket-timeout (4 s), and nobody else meanwhile.
+BENCH_VENV = "/opt/bench/venv/bin"
+UWSGI_KEEPALIVE = Server(
+    "uWSGI keeping connections (the role's ini on http11-socket)",
+    9020,
+    f"{ROLE} --http11-socket 127.0.0.1:9020 --disable-logging",
+)
+GTHREAD = Server(
+    "gunicorn gthread, 2 workers x 4 threads",
+    9021,
+    f"{BENCH_VENV}/gunicorn --worker-class gthread --workers 2 --threads 4 --bind 127.0.0.1:9021 app:app",
+)
+GRANIAN = Server(
+    "Granian (WSGI), 2 workers x 1 blocking thread",
+    9022,
+    f"{BENCH_VENV}/granian --interface wsgi --workers 2 --blocking-threads 1 --no-ws"
+    " --host 127.0.0.1 --port 9022 app:app",
+)
+KEEPALIVE_SERVERS = [SERVICE, UWSGI_KEEPALIVE, GUNICORN, GTHREAD, GRANIAN]
+# The same servers' ports for nginx's upstreams: a uWSGI of the role's ini on a unix socket that
+# nginx (www-data) may use, as flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives.
+UNIX_SOCKET = "/run/bench/uwsgi.sock"
+UWSGI_UNIX = Server(
+    "the role's ini on a unix socket (uwsgi protocol)",
+    9023,
+    f"{ROLE} --socket {UNIX_SOCKET} --chmod-socket=666 --http-socket 127.0.0.1:9023 --disable-logging",
+)
+
+
+@dataclass
+class NginxPath:
+    """nginx in front of a server: the site's port, the server behind it, and whether nginx keeps its
+    connections to that server (upstream keepalive, which flask_uwsgi_nginx does not write)."""
+
+    name: str
+    port: int
+    server: Server
+    upstream: str  # unix:/path or 127.0.0.1:port
+    protocol: str = "http"
+    keepalive: bool = False
+
+    @property
+    def site(self) -> str:
+        return f"bench{self.port}"
+
+
+NGINX_PATHS = [
+    NginxPath("nginx → uwsgi protocol, unix socket → uWSGI (the role's production path)", 8101, UWSGI_UNIX,
+              f"unix:{UNIX_SOCKET}", "uwsgi"),
+    NginxPath("nginx → HTTP → the role's service", 8102, SERVICE, f"127.0.0.1:{SERVICE.port}"),
+    NginxPath("nginx → HTTP, upstream keep-alive → uWSGI on http11-socket", 8103, UWSGI_KEEPALIVE,
+              f"127.0.0.1:{UWSGI_KEEPALIVE.port}", keepalive=True),
+    NginxPath("nginx → HTTP → gunicorn sync", 8104, GUNICORN, f"127.0.0.1:{GUNICORN.port}"),
+    NginxPath("nginx → HTTP, upstream keep-alive → gunicorn gthread", 8105, GTHREAD,
+              f"127.0.0.1:{GTHREAD.port}", keepalive=True),
+    NginxPath("nginx → HTTP → Granian", 8106, GRANIAN, f"127.0.0.1:{GRANIAN.port}"),
+    NginxPath("nginx → HTTP, upstream keep-alive → Granian", 8107, GRANIAN, f"127.0.0.1:{GRANIAN.port}",
+              keepalive=True),
+]  # fmt: skip
+NGINX_BASELINE = NGINX_PATHS[0].name
+# Idle connections nginx keeps to one upstream, per nginx worker (nginx's documentation's example).
+UPSTREAM_KEEPALIVE = 16
+
+
 def prepare_servers() -> None:
-    """wrk, gunicorn (in its own virtualenv, with the app's requirements) and the trivial app, in the host."""
+    """wrk, gunicorn and Granian (in their own virtualenv, with the app's requirements), the trivial
+    app, the role's ini for the servers started beside the service, and the unix socket's directory."""
     in_host(HOST, "DEBIAN_FRONTEND=noninteractive apt-get install --yes --quiet wrk >/dev/null")
     in_host(
         HOST,
         "mkdir -p /opt/bench && python3 -m venv /opt/bench/venv"
-        f" && /opt/bench/venv/bin/pip install --quiet gunicorn -r {APP_DIR}/requirements.txt",
+        f" && /opt/bench/venv/bin/pip install --quiet {' '.join(PEERS)} -r {APP_DIR}/requirements.txt",
     )
     in_host(HOST, f"cat > /opt/bench/trivial.py <<'EOF'\n{TRIVIAL_APP}EOF")
     in_host(
         HOST,
-        "grep -Ev '^(http-socket|pidfile|hook-master-start|disable-logging) ' /etc/flask_uwsgi/flask-demo.ini"
-        f" > {ROLE_INI}",
+        "grep -Ev '^(http-socket|add-header|pidfile|hook-master-start|disable-logging) '"
+        f" /etc/flask_uwsgi/flask-demo.ini > {ROLE_INI}",
     )
+    in_host(HOST, f"install -d -o flask-demo -m 0755 {UNIX_SOCKET.rpartition('/')[0]}")
 
 
 def start(server: Server) -> None:
@@ -164,3 +238,33 @@ def wait_until_answers(port: int) -> None:
         "    except OSError: time.sleep(0.1)\n"
         'else: sys.exit("no answer")\' ' + f"http://127.0.0.1:{port}/",
     )
+
+
+def nginx_sites() -> list[dict[str, object]]:
+    """flask_uwsgi_nginx_sites for NGINX_PATHS: a plain site each, as the role writes it."""
+    return [
+        {"name": path.site, "listen": path.port, "protocol": path.protocol, "upstreams": [path.upstream]}
+        for path in NGINX_PATHS
+    ]
+
+
+def keep_upstream_connections() -> None:
+    """Turn on upstream keep-alive in the sites of the paths that ask for it, the way nginx's
+    documentation does it: keepalive in the upstream block, HTTP/1.1 and no Connection header."""
+    for path in NGINX_PATHS:
+        if path.keepalive:
+            site = f"/etc/nginx/conf.d/flask_uwsgi-{path.site}.conf"
+            text = with_upstream_keepalive(in_host(HOST, f"cat {site}"))
+            in_host(HOST, f"cat > {site} <<'EOF'\n{text}EOF")
+    in_host(HOST, "nginx -t -q && systemctl reload nginx")
+
+
+def with_upstream_keepalive(site: str) -> str:
+    """A site of flask_uwsgi_nginx's (protocol http), with keepalive connections to its upstream."""
+    site, upstreams = re.subn(r"^(upstream .*?)^}", rf"\1    keepalive {UPSTREAM_KEEPALIVE};\n}}", site, 1, re.M | re.S)
+    site, passes = re.subn(
+        r"^( *)(proxy_pass .*;)$", r'\1\2\n\1proxy_http_version 1.1;\n\1proxy_set_header Connection "";', site, 0, re.M
+    )
+    if (upstreams, passes) != (1, 1):
+        raise ValueError(f"not a site of one upstream and one proxy_pass:\n{site}")
+    return site

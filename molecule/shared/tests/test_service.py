@@ -6,6 +6,7 @@ runs the same suite against its own settings. The stop test runs last and starts
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -209,6 +210,32 @@ def test_app_answers_with_the_demo_response(app: App) -> None:
     status, body = app.get("/health")
     assert status.endswith("200 OK")
     assert '"status":"ok"' in body.replace(" ", "")
+
+
+# An HTTP/1.1 request on a connection the client would keep: what the answer says, then whether the
+# server closes the connection (EOF within 10 s) once the answer is read.
+KEEPING_CLIENT = r"""
+import json, socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+answer, start = b"", time.monotonic()
+while chunk := sock.recv(65536):
+    answer += chunk
+head = answer.partition(b"\r\n\r\n")[0].decode().lower().split("\r\n")
+print(json.dumps([head[0], [line for line in head if line.startswith("connection:")], time.monotonic() - start]))
+"""
+
+
+def test_http_socket_answers_say_connection_close_and_close_it(app: App) -> None:
+    """The workers serve one request per connection: an HTTP/1.1 client is told so, and not left to
+    send its next request down a connection the worker has closed."""
+    if not app.vars["flask_uwsgi_http_socket"]:
+        pytest.skip("the scenario's app has no http-socket")
+    port = app.vars["flask_uwsgi_http_socket"].rpartition(":")[2]
+    status, connection, took = json.loads(app.host.check_output("python3 -c %s %s", KEEPING_CLIENT, port))
+    assert status.endswith("200 ok"), status
+    assert connection == ["connection: close"], connection
+    assert took < 5, f"the connection stayed open {took:.1f} s after the answer"
 
 
 def test_requests_are_logged_only_when_asked(app: App) -> None:

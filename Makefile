@@ -2,7 +2,8 @@
 #            (make demo DEBIAN=13: to a Debian 13 one).
 # make test: lint everything, check the docs against the role, and run every Molecule scenario.
 # make dist: the collection's tarball in dist/, for ansible-galaxy collection install.
-# make bench: figures for deploy, serving, reload, stop and memory, written to docs/benchmarks.md.
+# make bench: figures for deploy, serving (with and without keep-alive, and through nginx), reload, stop and
+#             memory, written to docs/benchmarks.md.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := .venv
@@ -24,7 +25,7 @@ SCENARIOS := $(LANE_1) $(LANE_2) $(ALONE)
 help:
 	@echo "make demo    deploy examples/flask-demo to a local Debian 12 container and show its answer (DEBIAN=13: Debian 13)"
 	@echo "make test    lint, doc checks and every Molecule scenario ($(SCENARIOS))"
-	@echo "make bench   deploy, serving, reload and memory figures into docs/benchmarks.md (about 20 min)"
+	@echo "make bench   deploy, serving (keep-alive, through nginx), reload and memory figures into docs/benchmarks.md (about 40 min)"
 	@echo "make dist    build the collection (flaskapps.uwsgi) into dist/, for ansible-galaxy collection install"
 	@echo "make readme  write the README's variable tables from each role's meta/argument_specs.yml"
 

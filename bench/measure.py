@@ -102,24 +102,33 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    failed: int = 0  # answers other than 2xx or 3xx, and requests wrk gave up on (2 s)
 
 
-def parse_wrk(output: str) -> Load:
-    """Figures from wrk's report. (Its "read" socket errors count the connections that uWSGI and
-    gunicorn close after each answer, as HTTP/1.0 servers do, so they are not failures.)"""
+def parse_wrk(output: str, failures: bool = False) -> Load:
+    """Figures from wrk's report; a failed request stops the benchmark unless failures are counted.
+    (wrk's "read" socket errors count the connections that uWSGI and gunicorn close after each
+    answer, as HTTP/1.0 servers do, so they are not failures.)"""
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    assert "Non-2xx" not in output, output
-    return Load(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), ms("50%"), ms("99%"))
+    def count(pattern: str) -> int:
+        found = re.search(pattern, output)
+        return int(found.group(1)) if found else 0
+
+    failed = count(r"Non-2xx or 3xx responses: (\d+)") + count(r"Socket errors: .*timeout (\d+)")
+    assert failures or not failed, output
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    return Load(rps, ms("50%"), ms("99%"), failed)
 
 
-def wrk(port: int, seconds: int = SECONDS, connections: int = CONNECTIONS, options: str = "") -> Load:
-    return parse_wrk(
-        in_host(HOST, f"{WRK} --connections {connections} --duration {seconds}s {options} http://127.0.0.1:{port}/")
-    )
+def wrk(
+    port: int, seconds: int = SECONDS, connections: int = CONNECTIONS, options: str = "", failures: bool = False
+) -> Load:
+    script = f"{WRK} --connections {connections} --duration {seconds}s {options} http://127.0.0.1:{port}/"
+    return parse_wrk(in_host(HOST, script), failures)
 
 
 def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, list[Load]]:
@@ -172,12 +181,14 @@ def keepalive_serving(servers: list[Server]) -> KeepAlive:
     for round_ in range(1, ROUNDS + 1):
         for server in servers:
             start(server)
-            wrk(server.port, 2)
+            wrk(server.port, 2, failures=True)
             load = f"{WRK} --connections {CONNECTIONS} --duration {SECONDS}s http://127.0.0.1:{server.port}/"
             out = in_host(HOST, f"{newcomer} {server.port} {NEWCOMER_TIMEOUT} > /tmp/newcomer & {load}; wait")
-            figures.loads[KEEPALIVE].setdefault(server.name, []).append(kept := parse_wrk(out))
+            figures.loads[KEEPALIVE].setdefault(server.name, []).append(kept := parse_wrk(out, failures=True))
             figures.newcomer_s.setdefault(server.name, []).append(float(in_host(HOST, "cat /tmp/newcomer")))
-            figures.loads[CLOSE].setdefault(server.name, []).append(closed := wrk(server.port, options=TRAFFIC[CLOSE]))
+            figures.loads[CLOSE].setdefault(server.name, []).append(
+                closed := wrk(server.port, options=TRAFFIC[CLOSE], failures=True)
+            )
             stop(server)
             print(
                 f"round {round_}: {server.name}: {kept.rps:.0f} requests/s kept alive,"
@@ -204,8 +215,8 @@ def through_nginx(inventory: Path) -> dict[str, list[Load]]:
     for round_ in range(1, ROUNDS + 1):
         for path in NGINX_PATHS:
             start(path.server)
-            wrk(path.port, 2)
-            loads[path.name].append(load := wrk(path.port))
+            wrk(path.port, 2, failures=True)
+            loads[path.name].append(load := wrk(path.port, failures=True))
             stop(path.server)
             print(f"round {round_}: {path.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
     return loads

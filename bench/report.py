@@ -4,22 +4,27 @@ server named in servers.py (BASELINE, GUNICORN, BURST_BASELINE), found by its na
 
 from __future__ import annotations
 
+from math import isnan
 from pathlib import Path
 from statistics import median
 
 from measure import (
     BURST_CONNECTIONS,
+    CLOSE,
     CONNECTIONS,
     INSTALLS,
+    KEEPALIVE,
+    NEWCOMER_TIMEOUT,
     NOT_SCRAPED,
     ROUNDS,
     SECONDS,
     WRK,
     Deploys,
+    KeepAlive,
     Load,
     Memory,
 )
-from servers import BASELINE, BURST_BASELINE, GUNICORN, SERVERS
+from servers import BASELINE, BURST_BASELINE, GRANIAN, GUNICORN, NGINX_BASELINE, SERVERS
 from testhosts import PROJECT
 
 DOCS = PROJECT / "docs"
@@ -53,6 +58,8 @@ def render(
     lifecycle: dict[str, list[float]],
     mem: dict[str, Memory],
     scraped: dict[str, list[Load]],
+    keep: KeepAlive,
+    nginx: dict[str, list[Load]],
 ) -> str:
     """The text of docs/benchmarks.md."""
     lines = [
@@ -66,11 +73,14 @@ def render(
     ]
     lines += deploy_section(deployed)
     lines += serving_section(loads)
+    lines += keepalive_section(keep)
+    lines += nginx_section(nginx)
     lines += burst_section(burst)
     lines += exporter_section(scraped)
     lines += lifecycle_section(lifecycle)
     lines += memory_section(mem)
     lines += ["", "![Requests per second and p99 latency](benchmarks.png)", ""]
+    lines += ["![Keep-alive, Connection: close, and through nginx](benchmarks-keepalive.png)", ""]
     return "\n".join(lines)
 
 
@@ -120,6 +130,66 @@ def serving_section(loads: dict[str, list[Load]]) -> list[str]:
     return lines
 
 
+def keepalive_section(keep: KeepAlive) -> list[str]:
+    """Each server under keep-alive traffic (with the newcomer's wait) and under Connection: close,
+    against BASELINE; then BASELINE against Granian (keep-alive) and gunicorn sync (close)."""
+    kept, closed = keep.loads[KEEPALIVE], keep.loads[CLOSE]
+    kept_base, closed_base = median_rps(kept, BASELINE), median_rps(closed, BASELINE)
+    lines = [
+        *heading(f"Keep-alive, or a connection per request ({ROUNDS} rounds)"),
+        "wrk's connections either keep their connection (keep-alive) or ask for it to be closed after each",
+        "answer (`Connection: close`); a server that ignores that keeps it open. A newcomer opens one more",
+        f"connection 3 s into the keep-alive load: its wait for an answer (none: not within {NEWCOMER_TIMEOUT:g} s).",
+        "Failed: answers other than 2xx or 3xx, and requests wrk gave up on after 2 s, with either traffic.",
+        "",
+        "| server | keep-alive: requests/s | vs role defaults | p99 | a newcomer's wait"
+        " | Connection: close: requests/s | vs role defaults | p99 | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in kept:
+        k_rps, c_rps = median_rps(kept, name), median_rps(closed, name)
+        lines.append(
+            f"| {name} | {k_rps:,.0f} | {k_rps / kept_base:.2f}x | {median_p99(kept, name):.2f} ms"
+            f" | {waited(keep.newcomer_s[name])} | {c_rps:,.0f} | {c_rps / closed_base:.2f}x"
+            f" | {median_p99(closed, name):.2f} ms | {sum(load.failed for load in kept[name] + closed[name]):,} |"
+        )
+    return [
+        *lines,
+        "",
+        f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / median_rps(kept, GRANIAN.name):.2f}x**"
+        " (target: 1.0 or more).",
+        f"- Role defaults vs gunicorn sync, a connection per request:"
+        f" **{closed_base / median_rps(closed, GUNICORN.name):.2f}x** (target: 1.5 or more).",
+    ]
+
+
+def median_p99(loads: dict[str, list[Load]], name: str) -> float:
+    return median([load.p99_ms for load in runs_of(loads, name)])
+
+
+def waited(seconds: list[float]) -> str:
+    """The newcomer's median wait, or how many of its runs got no answer."""
+    unanswered = sum(1 for value in seconds if isnan(value))
+    if unanswered:
+        return f"none in {unanswered} of {len(seconds)} runs"
+    wait = median(seconds)
+    return f"{wait * 1000:.1f} ms" if wait < 1 else f"{wait:.1f} s"
+
+
+def nginx_section(nginx: dict[str, list[Load]]) -> list[str]:
+    """The paths through nginx against the role's production path (NGINX_BASELINE)."""
+    return [
+        *heading(f"Through nginx, clients keeping their connections to it ({ROUNDS} rounds)"),
+        "nginx as `flask_uwsgi_nginx` writes its sites (Debian 12's nginx, 2 workers), in the same host;",
+        "upstream keep-alive added by the benchmark where the path says so (the role does not write it).",
+        "Failed: answers other than 2xx or 3xx, and requests wrk gave up on after 2 s, in all rounds.",
+        "",
+        "| path | requests/s | vs the first | p50 | p99 | failed |",
+        "|---|---:|---:|---:|---:|---:|",
+        *load_rows(nginx, NGINX_BASELINE, failed=True),
+    ]
+
+
 def burst_section(burst: dict[str, list[Load]]) -> list[str]:
     """The burst's servers against BURST_BASELINE."""
     return load_table(
@@ -150,14 +220,16 @@ def load_table(
     ]
 
 
-def load_rows(loads: dict[str, list[Load]], baseline: str) -> list[str]:
-    """A table row per server: medians of requests/s (and its ratio to the baseline's), p50 and p99."""
+def load_rows(loads: dict[str, list[Load]], baseline: str, failed: bool = False) -> list[str]:
+    """A table row per server: medians of requests/s (and its ratio to the baseline's), p50 and p99;
+    with failed, the failed requests of all its runs."""
     base_rps = median_rps(loads, baseline)
     rows = []
     for name, runs in loads.items():
         rps = median_rps(loads, name)
         p50, p99 = median([load.p50_ms for load in runs]), median([load.p99_ms for load in runs])
-        rows.append(f"| {name} | {rps:,.0f} | {rps / base_rps:.2f}x | {p50:.2f} ms | {p99:.2f} ms |")
+        row = f"| {name} | {rps:,.0f} | {rps / base_rps:.2f}x | {p50:.2f} ms | {p99:.2f} ms |"
+        rows.append(row + (f" {sum(load.failed for load in runs):,} |" if failed else ""))
     return rows
 
 
@@ -193,11 +265,14 @@ def memory_section(mem: dict[str, Memory]) -> list[str]:
     return lines
 
 
-def write(text: str, loads: dict[str, list[Load]], docs: Path = DOCS) -> None:
-    """Write the report to docs/benchmarks.md, and the chart of the serving figures beside it."""
+def write(
+    text: str, loads: dict[str, list[Load]], keep: KeepAlive, nginx: dict[str, list[Load]], docs: Path = DOCS
+) -> None:
+    """Write the report to docs/benchmarks.md, and the charts of the serving figures beside it."""
     docs.mkdir(exist_ok=True)
     (docs / "benchmarks.md").write_text(text)
     chart(loads, docs / "benchmarks.png")
+    keepalive_chart(keep, nginx, docs / "benchmarks-keepalive.png")
 
 
 def chart(loads: dict[str, list[Load]], path: Path) -> None:
@@ -217,4 +292,22 @@ def chart(loads: dict[str, list[Load]], path: Path) -> None:
         axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" p99 {latency:.1f} ms", va="center")
     axes.set_xlabel("requests per second (median), GET / of the demo app")
     axes.set_xlim(0, max(rps) * 1.4)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def keepalive_chart(keep: KeepAlive, nginx: dict[str, list[Load]], path: Path) -> None:
+    """Requests per second: each server with keep-alive and with Connection: close, then the paths
+    through nginx."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{name} ({traffic})", median_rps(keep.loads[traffic], name)) for name in keep.loads[KEEPALIVE]
+            for traffic in (KEEPALIVE, CLOSE)]  # fmt: skip
+    rows += [(name, median_rps(nginx, name)) for name in nginx]
+    figure, axes = plt.subplots(figsize=(12, 0.4 * len(rows) + 1))
+    colours = ["#2a7" if BASELINE in name or name == NGINX_BASELINE else "#888" for name, _ in rows]
+    axes.barh([name for name, _ in rows][::-1], [rps for _, rps in rows][::-1], color=colours[::-1])
+    axes.set_xlabel("requests per second (median), GET / of the demo app")
     figure.savefig(path, dpi=110, bbox_inches="tight")

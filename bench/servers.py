@@ -261,10 +261,10 @@ def keep_upstream_connections() -> None:
 
 def with_upstream_keepalive(site: str) -> str:
     """A site of flask_uwsgi_nginx's (protocol http), with keepalive connections to its upstream."""
-    site, upstreams = re.subn(r"^(upstream .*?)^}", rf"\1    keepalive {UPSTREAM_KEEPALIVE};\n}}", site, 1, re.M | re.S)
-    site, passes = re.subn(
-        r"^( *)(proxy_pass .*;)$", r'\1\2\n\1proxy_http_version 1.1;\n\1proxy_set_header Connection "";', site, 0, re.M
-    )
+    keepalive = rf"\1    keepalive {UPSTREAM_KEEPALIVE};\n}}"
+    site, upstreams = re.subn(r"^(upstream .*?)^}", keepalive, site, count=1, flags=re.MULTILINE | re.DOTALL)
+    http11 = r'\1\2\n\1proxy_http_version 1.1;\n\1proxy_set_header Connection "";'
+    site, passes = re.subn(r"^( *)(proxy_pass .*;)$", http11, site, flags=re.MULTILINE)
     if (upstreams, passes) != (1, 1):
         raise ValueError(f"not a site of one upstream and one proxy_pass:\n{site}")
     return site

@@ -140,7 +140,7 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
         "wrk's connections either keep their connection (keep-alive) or ask for it to be closed after each",
         "answer (`Connection: close`); a server that ignores that keeps it open. A newcomer opens one more",
         f"connection 3 s into the keep-alive load: its wait for an answer (none: not within {NEWCOMER_TIMEOUT:g} s).",
-        "Failed: answers other than 2xx or 3xx, and requests wrk gave up on after 2 s, with either traffic.",
+        "Failed: answers other than 2xx or 3xx, and answers after 2 s or more, with either traffic.",
         "",
         "| server | keep-alive: requests/s | vs role defaults | p99 | a newcomer's wait"
         " | Connection: close: requests/s | vs role defaults | p99 | failed |",
@@ -180,9 +180,9 @@ def nginx_section(nginx: dict[str, list[Load]]) -> list[str]:
     """The paths through nginx against the role's production path (NGINX_BASELINE)."""
     return [
         *heading(f"Through nginx, clients keeping their connections to it ({ROUNDS} rounds)"),
-        "nginx as `flask_uwsgi_nginx` writes its sites (Debian 12's nginx, 2 workers), in the same host;",
+        "nginx as `flask_uwsgi_nginx` writes its sites (one nginx worker per core), in the same host;",
         "upstream keep-alive added by the benchmark where the path says so (the role does not write it).",
-        "Failed: answers other than 2xx or 3xx, and requests wrk gave up on after 2 s, in all rounds.",
+        "Failed: answers other than 2xx or 3xx, and answers after 2 s or more, in all rounds.",
         "",
         "| path | requests/s | vs the first | p50 | p99 | failed |",
         "|---|---:|---:|---:|---:|---:|",

@@ -123,8 +123,9 @@ LAZY = Server(f"{NO_SANDBOX}, lazy-apps", 9014, uwsgi_with_role_options(9014, "-
 
 # Keep-alive: the same app served to clients that keep their connection (as browsers, balancers and
 # nginx with upstream keepalive do), and to clients that open one per request; each server with 2
-# workers. uWSGI keeps connections only on http11-socket: a worker then serves one connection until
-# that client goes quiet for socket-timeout (4 s), and nobody else meanwhile.
+# workers. uWSGI's workers keep connections on http11-socket (its http router can too, in a process
+# of its own): a worker then serves one connection until that client goes quiet for socket-timeout
+# (4 s), and nobody else meanwhile.
 BENCH_VENV = "/opt/bench/venv/bin"
 UWSGI_KEEPALIVE = Server(
     "uWSGI keeping connections (the role's ini on http11-socket)",
@@ -143,8 +144,9 @@ GRANIAN = Server(
     " --host 127.0.0.1 --port 9022 app:app",
 )
 KEEPALIVE_SERVERS = [SERVICE, UWSGI_KEEPALIVE, GUNICORN, GTHREAD, GRANIAN]
-# The same servers' ports for nginx's upstreams: a uWSGI of the role's ini on a unix socket that
-# nginx (www-data) may use, as flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives.
+# For nginx's uwsgi_pass: the role's ini on a unix socket that nginx (www-data) may use, as
+# flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives (here outside the unit's sandbox,
+# which costs about 3%; its http-socket only tells start() that it answers).
 UNIX_SOCKET = "/run/bench/uwsgi.sock"
 UWSGI_UNIX = Server(
     "the role's ini on a unix socket (uwsgi protocol)",
@@ -200,7 +202,7 @@ def prepare_servers() -> None:
     in_host(HOST, f"cat > /opt/bench/trivial.py <<'EOF'\n{TRIVIAL_APP}EOF")
     in_host(
         HOST,
-        "grep -Ev '^(http-socket|add-header|pidfile|hook-master-start|disable-logging) '"
+        "grep -Ev '^(http-socket|add-header|pidfile|hook-master-start|disable-logging|stats) '"
         f" /etc/flask_uwsgi/flask-demo.ini > {ROLE_INI}",
     )
     in_host(HOST, f"install -d -o flask-demo -m 0755 {UNIX_SOCKET.rpartition('/')[0]}")

@@ -8,6 +8,7 @@ molecule.yml's `--dist loadfile` keeps each host's module on one worker.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -83,6 +84,77 @@ def test_a_restart_and_a_stop_then_start_fail_no_request(app: App) -> None:
         print(f"{app.host.backend.host}: {what} under load: {stats['figures']}")
         assert stats["failed"] == 0, (what, stats["errors"])
         assert app.main_pid() not in (0, master), what
+
+
+# Clients that connect and send nothing, as idle keep-alive and slow clients do: COUNT connections
+# to 127.0.0.1:PORT for SECONDS, each opened again as soon as the server closes it. Keeps the count
+# of connections it has opened in the file COUNTED.
+IDLE_CLIENTS = r"""
+import os, selectors, socket, sys, time
+port, count, seconds = (int(arg) for arg in sys.argv[1:4])
+counted, selector, end, opened = sys.argv[4], selectors.DefaultSelector(), time.monotonic() + seconds, 0
+def connect():
+    global opened
+    selector.register(socket.create_connection(("127.0.0.1", port), timeout=5), selectors.EVENT_READ)
+    opened += 1
+    with open(counted + ".new", "w") as file:
+        file.write(str(opened))
+    os.replace(counted + ".new", counted)
+for _ in range(count):
+    connect()
+while time.monotonic() < end:
+    for key, _ in selector.select(timeout=0.5):
+        if not key.fileobj.recv(1024):
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
+            connect()
+"""
+
+
+def test_clients_holding_idle_connections_fail_no_request_and_hold_no_stop_past_the_mercy(app: App) -> None:
+    """As many clients as workers connect and send nothing, again and again, as idle keep-alive and
+    slow clients do: each holds a worker until socket-timeout (4 s), then the worker closes it. A
+    reload, and a stop then start, each under load, fail no request, and the stop ends within
+    worker-reload-mercy and the master's last second, as every stop must."""
+    workers, mercy = int(app.vars["flask_uwsgi_processes"]), int(app.vars["flask_uwsgi_worker_reload_mercy"])
+    unit, counted = "flask-uwsgi-test-idle-clients", "/tmp/idle-clients.opened"
+    clients = f"python3 -c {shlex.quote(IDLE_CLIENTS)} {port(app)} {workers} 300 {counted}"
+    app.host.check_output(f"rm -f {counted} && systemd-run --quiet --collect --unit {unit} {clients}")
+
+    def opened() -> int:
+        return int(app.host.check_output(f"cat {counted}"))
+
+    try:
+        app.wait_until(lambda: opened() >= workers, timeout=10, what="the idle clients connect")
+        master = app.main_pid()
+        _, reloaded = load_during(app.host, port(app), lambda: app.host.check_output(f"systemctl reload {app.unit}"))
+        before_stop = opened()
+
+        def stop_then_start() -> float:
+            assert app.host.service(unit).is_running, "the idle clients are gone before the stop"
+            took = app.stop()
+            app.host.check_output(f"systemctl start {app.unit}")
+            return took
+
+        stopped_in, stopped = load_during(app.host, port(app), stop_then_start)
+        during_stop = opened() - before_stop
+    finally:
+        app.host.run(f"systemctl stop {unit}")
+    print(
+        f"{app.host.backend.host}: {workers} idle clients holding connections: reload {reloaded['figures']};"
+        f" stop in {stopped_in:.2f} s, stop and start {stopped['figures']};"
+        f" {before_stop} idle connections before the stop, {during_stop} more around it"
+    )
+    # The server closed idle connections (at their socket-timeout, or as a worker left) and the
+    # clients came back, around the reload and around the stop: the workers were held, not merely
+    # the queue.
+    assert before_stop > workers, before_stop
+    assert during_stop > 0, during_stop
+    assert reloaded["failed"] == 0, reloaded["errors"]
+    assert stopped["failed"] == 0, stopped["errors"]
+    assert stopped_in <= mercy + 2
+    assert app.main_pid() not in (0, master)
+    assert app.answers()
 
 
 SLOW_ACCEPT = Path(__file__).resolve().parents[2] / "shared" / "tests" / "slow_accept.c"

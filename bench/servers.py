@@ -213,8 +213,9 @@ def start(server: Server) -> None:
     if server.command:
         in_host(
             HOST,
-            # SIGINT stops uWSGI without die-on-term (SIGTERM would reload it) and gunicorn alike.
-            f"systemd-run --quiet --unit bench-{server.port} --uid flask-demo --gid flask-demo"
+            # SIGINT stops uWSGI without die-on-term (SIGTERM would reload it) and gunicorn alike. A
+            # server that exits non-zero on it (Granian) is unloaded all the same, to start again.
+            f"systemd-run --quiet --collect --unit bench-{server.port} --uid flask-demo --gid flask-demo"
             f" --property KillSignal=SIGINT --working-directory {APP_DIR} {server.command}",
         )
     wait_until_answers(server.port)

@@ -146,7 +146,7 @@ GRANIAN = Server(
 KEEPALIVE_SERVERS = [SERVICE, UWSGI_KEEPALIVE, GUNICORN, GTHREAD, GRANIAN]
 # For nginx's uwsgi_pass: the role's ini on a unix socket that nginx (www-data) may use, as
 # flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives (here outside the unit's sandbox,
-# which costs about 3%; its http-socket only tells start() that it answers).
+# which costs 1 to 3 %; its http-socket only tells start() that it answers).
 UNIX_SOCKET = "/run/bench/uwsgi.sock"
 UWSGI_UNIX = Server(
     "the role's ini on a unix socket (uwsgi protocol)",

@@ -128,8 +128,12 @@ def parse_wrk(output: str, failures: bool = False) -> Load:
 def wrk(
     port: int, seconds: int = SECONDS, connections: int = CONNECTIONS, options: str = "", failures: bool = False
 ) -> Load:
-    script = f"{WRK} --connections {connections} --duration {seconds}s {options} http://127.0.0.1:{port}/"
-    return parse_wrk(in_host(HOST, script), failures)
+    return parse_wrk(in_host(HOST, wrk_command(port, seconds, connections, options)), failures)
+
+
+def wrk_command(port: int, seconds: int = SECONDS, connections: int = CONNECTIONS, options: str = "") -> str:
+    """The wrk command line for a run against 127.0.0.1:port, to run in the host."""
+    return f"{WRK} --connections {connections} --duration {seconds}s {options} http://127.0.0.1:{port}/"
 
 
 def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, list[Load]]:
@@ -183,7 +187,7 @@ def keepalive_serving(servers: list[Server]) -> KeepAlive:
         for server in servers:
             start(server)
             wrk(server.port, 2, failures=True)
-            load = f"{WRK} --connections {CONNECTIONS} --duration {SECONDS}s http://127.0.0.1:{server.port}/"
+            load = wrk_command(server.port)
             out = in_host(HOST, f"{newcomer} {server.port} {NEWCOMER_TIMEOUT} > /tmp/newcomer & {load}; wait")
             figures.loads[KEEPALIVE].setdefault(server.name, []).append(kept := parse_wrk(out, failures=True))
             figures.newcomer_s.setdefault(server.name, []).append(float(in_host(HOST, "cat /tmp/newcomer")))
@@ -243,7 +247,7 @@ def exporter_cost() -> dict[str, list[Load]]:
     loads: dict[str, list[Load]] = {NOT_SCRAPED: [], SCRAPED: []}
     start_service()
     scraper = f"python3 -c {shlex.quote(SCRAPER)} {SECONDS + 3} {SCRAPE_INTERVAL}"
-    load = f"{WRK} --connections {CONNECTIONS} --duration {SECONDS}s http://127.0.0.1:{SERVICE.port}/"
+    load = wrk_command(SERVICE.port)
     for round_ in range(1, ROUNDS + 1):
         for name in (NOT_SCRAPED, SCRAPED) if round_ % 2 else (SCRAPED, NOT_SCRAPED):
             wrk(SERVICE.port, 2)

@@ -137,15 +137,23 @@ def wrk_command(port: int, seconds: int = SECONDS, connections: int = CONNECTION
 
 
 def serving(servers: list[Server], connections: int = CONNECTIONS) -> dict[str, list[Load]]:
-    """ROUNDS rounds; in each, every server in turn: start, 2 s of warm-up, SECONDS of load, stop."""
-    loads: dict[str, list[Load]] = {server.name: [] for server in servers}
+    """ROUNDS rounds of load against every server, each on its own port."""
+    return in_turns([(server.name, server, server.port) for server in servers], connections)
+
+
+def in_turns(
+    targets: list[tuple[str, Server, int]], connections: int = CONNECTIONS, failures: bool = False
+) -> dict[str, list[Load]]:
+    """ROUNDS rounds; in each, every (name, server, port) in turn: start the server, 2 s of warm-up,
+    SECONDS of load on the port, stop."""
+    loads: dict[str, list[Load]] = {name: [] for name, _, _ in targets}
     for round_ in range(1, ROUNDS + 1):
-        for server in servers:
+        for name, server, port in targets:
             start(server)
-            wrk(server.port, 2, connections)
-            loads[server.name].append(load := wrk(server.port, connections=connections))
+            wrk(port, 2, connections, failures=failures)
+            loads[name].append(load := wrk(port, connections=connections, failures=failures))
             stop(server)
-            print(f"round {round_}: {server.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
+            print(f"round {round_}: {name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
     return loads
 
 
@@ -216,15 +224,7 @@ def through_nginx(inventory: Path) -> dict[str, list[Load]]:
     variables.write_text(json.dumps({"flask_uwsgi_nginx_sites": nginx_sites()}))
     run_playbook(inventory, str(playbook), "--extra-vars", f"@{variables}")
     keep_upstream_connections()
-    loads: dict[str, list[Load]] = {path.name: [] for path in NGINX_PATHS}
-    for round_ in range(1, ROUNDS + 1):
-        for path in NGINX_PATHS:
-            start(path.server)
-            wrk(path.port, 2, failures=True)
-            loads[path.name].append(load := wrk(path.port, failures=True))
-            stop(path.server)
-            print(f"round {round_}: {path.name}: {load.rps:.0f} requests/s, p99 {load.p99_ms:.1f} ms", flush=True)
-    return loads
+    return in_turns([(path.name, path.server, path.port) for path in NGINX_PATHS], failures=True)
 
 
 # The exporter (flask_uwsgi_exporter) scraped every SCRAPE_INTERVAL s: 15 times as often as

@@ -24,7 +24,7 @@ from measure import (
     Load,
     Memory,
 )
-from servers import BASELINE, BURST_BASELINE, GRANIAN, GUNICORN, NGINX_BASELINE, SERVERS
+from servers import BASELINE, BURST_BASELINE, GRANIAN, GUNICORN, NGINX_BASELINE, SERVERS, UWSGI_WAYS
 from testhosts import PROJECT
 
 DOCS = PROJECT / "docs"
@@ -132,9 +132,11 @@ def serving_section(loads: dict[str, list[Load]]) -> list[str]:
 
 def keepalive_section(keep: KeepAlive) -> list[str]:
     """Each server under keep-alive traffic (with the newcomer's wait) and under Connection: close,
-    against BASELINE; then BASELINE against Granian (keep-alive) and gunicorn sync (close)."""
+    against BASELINE; then BASELINE and the fastest of UWSGI_WAYS against Granian (keep-alive), and
+    BASELINE against gunicorn sync (close)."""
     kept, closed = keep.loads[KEEPALIVE], keep.loads[CLOSE]
     kept_base, closed_base = median_rps(kept, BASELINE), median_rps(closed, BASELINE)
+    fastest = max((server.name for server in UWSGI_WAYS), key=lambda name: median_rps(kept, name))
     lines = [
         *heading(f"Keep-alive, or a connection per request ({ROUNDS} rounds)"),
         "wrk's connections either keep their connection (keep-alive) or ask for it to be closed after each",
@@ -158,6 +160,8 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
         "",
         f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / median_rps(kept, GRANIAN.name):.2f}x**"
         " (target: 1.0 or more).",
+        f"- The fastest way of serving with uWSGI measured here vs Granian, keep-alive traffic:"
+        f" **{median_rps(kept, fastest) / median_rps(kept, GRANIAN.name):.2f}x** ({fastest}).",
         f"- Role defaults vs gunicorn sync, a connection per request:"
         f" **{closed_base / median_rps(closed, GUNICORN.name):.2f}x** (target: 1.5 or more).",
     ]
@@ -227,7 +231,7 @@ def load_rows(loads: dict[str, list[Load]], baseline: str, failed: bool = False)
     rows = []
     for name, runs in loads.items():
         rps = median_rps(loads, name)
-        p50, p99 = median([load.p50_ms for load in runs]), median([load.p99_ms for load in runs])
+        p50, p99 = median([load.p50_ms for load in runs]), median_p99(loads, name)
         row = f"| {name} | {rps:,.0f} | {rps / base_rps:.2f}x | {p50:.2f} ms | {p99:.2f} ms |"
         rows.append(row + (f" {sum(load.failed for load in runs):,} |" if failed else ""))
     return rows

@@ -123,14 +123,22 @@ LAZY = Server(f"{NO_SANDBOX}, lazy-apps", 9014, uwsgi_with_role_options(9014, "-
 
 # Keep-alive: the same app served to clients that keep their connection (as browsers, balancers and
 # nginx with upstream keepalive do), and to clients that open one per request; each server with 2
-# workers. uWSGI's workers keep connections on http11-socket (its http router can too, in a process
-# of its own): a worker then serves one connection until that client goes quiet for socket-timeout
-# (4 s), and nobody else meanwhile.
+# workers. uWSGI's workers keep connections on http11-socket: a worker then serves one connection
+# until that client goes quiet for socket-timeout (4 s), and nobody else meanwhile. Its http router
+# keeps them instead, in a process of its own (one more beside the 2 workers), and passes each
+# request to the workers over a unix socket; they keep none. (Its gevent loop, the one other way,
+# fails on the first connection in uWSGI 2.0.31 with gevent 24.2.1 and 26.9.0: "'io' object has no
+# attribute 'stop'".)
 BENCH_VENV = "/opt/bench/venv/bin"
 UWSGI_KEEPALIVE = Server(
     "uWSGI keeping connections (the role's ini on http11-socket)",
     9020,
     f"{ROLE} --http11-socket 127.0.0.1:9020 --disable-logging",
+)
+UWSGI_ROUTER = Server(
+    "uWSGI's http router keeping connections, the role's ini behind it on a unix socket",
+    9024,
+    f"{ROLE} --http 127.0.0.1:9024 --http-keepalive=1 --socket /run/bench/router.sock --disable-logging",
 )
 GTHREAD = Server(
     "gunicorn gthread, 2 workers x 4 threads",
@@ -143,7 +151,9 @@ GRANIAN = Server(
     f"{BENCH_VENV}/granian --interface wsgi --workers 2 --blocking-threads 1 --no-ws"
     " --host 127.0.0.1 --port 9022 app:app",
 )
-KEEPALIVE_SERVERS = [SERVICE, UWSGI_KEEPALIVE, GUNICORN, GTHREAD, GRANIAN]
+KEEPALIVE_SERVERS = [SERVICE, UWSGI_KEEPALIVE, UWSGI_ROUTER, GUNICORN, GTHREAD, GRANIAN]
+# The ways of serving with uWSGI among them: the fastest is set against Granian.
+UWSGI_WAYS = [SERVICE, UWSGI_KEEPALIVE, UWSGI_ROUTER]
 # For nginx's uwsgi_pass: the role's ini on a unix socket that nginx (www-data) may use, as
 # flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives (here outside the unit's sandbox,
 # which costs 1 to 3 %; its http-socket only tells start() that it answers).

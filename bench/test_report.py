@@ -82,13 +82,15 @@ def test_a_baseline_not_measured_stops_the_report(missing: str) -> None:
 
 
 def test_keepalive_ratios_are_taken_against_the_service_granian_and_gunicorn() -> None:
-    keep = made_up_keepalive({BASELINE: 16000.0, GRANIAN.name: 20000.0}, {BASELINE: 15000.0, GUNICORN.name: 6000.0})
+    kept = {BASELINE: 16000.0, UWSGI_KEEPALIVE.name: 18000.0, GRANIAN.name: 20000.0}
+    keep = made_up_keepalive(kept, {BASELINE: 15000.0, GUNICORN.name: 6000.0})
     nginx = {
         path.name: [Load(12000.0 if path.name == NGINX_BASELINE else 15000.0, 1.0, 2.0)] * 3 for path in NGINX_PATHS
     }
     text = render(made_up_loads(SERVERS, {}), made_up_loads(BURST_SERVERS, {}), keep, nginx)
     assert "Granian, keep-alive traffic: **0.80x**" in text
     assert "a connection per request: **2.50x**" in text
+    assert f"uWSGI measured here vs Granian, keep-alive traffic: **0.90x** ({UWSGI_KEEPALIVE.name})." in text
     row = next(line for line in text.splitlines() if line.startswith(f"| {UWSGI_KEEPALIVE.name} |"))
     assert "none in 2 of 3 runs" in row
     row = next(line for line in text.splitlines() if line.startswith(f"| {GRANIAN.name} |"))

@@ -161,7 +161,7 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
         f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / median_rps(kept, GRANIAN.name):.2f}x**"
         " (target: 1.0 or more).",
         f"- The fastest way of serving with uWSGI measured here vs Granian, keep-alive traffic:"
-        f" **{median_rps(kept, fastest) / median_rps(kept, GRANIAN.name):.2f}x** ({fastest}).",
+        f" **{median_rps(kept, fastest) / median_rps(kept, GRANIAN.name):.2f}x**: {fastest}.",
         f"- Role defaults vs gunicorn sync, a connection per request:"
         f" **{closed_base / median_rps(closed, GUNICORN.name):.2f}x** (target: 1.5 or more).",
     ]

@@ -90,7 +90,7 @@ def test_keepalive_ratios_are_taken_against_the_service_granian_and_gunicorn() -
     text = render(made_up_loads(SERVERS, {}), made_up_loads(BURST_SERVERS, {}), keep, nginx)
     assert "Granian, keep-alive traffic: **0.80x**" in text
     assert "a connection per request: **2.50x**" in text
-    assert f"uWSGI measured here vs Granian, keep-alive traffic: **0.90x** ({UWSGI_KEEPALIVE.name})." in text
+    assert f"uWSGI measured here vs Granian, keep-alive traffic: **0.90x**: {UWSGI_KEEPALIVE.name}." in text
     row = next(line for line in text.splitlines() if line.startswith(f"| {UWSGI_KEEPALIVE.name} |"))
     assert "none in 2 of 3 runs" in row
     row = next(line for line in text.splitlines() if line.startswith(f"| {GRANIAN.name} |"))

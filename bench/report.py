@@ -136,6 +136,7 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
     BASELINE against gunicorn sync (close)."""
     kept, closed = keep.loads[KEEPALIVE], keep.loads[CLOSE]
     kept_base, closed_base = median_rps(kept, BASELINE), median_rps(closed, BASELINE)
+    granian = median_rps(kept, GRANIAN.name)
     fastest = max((server.name for server in UWSGI_WAYS), key=lambda name: median_rps(kept, name))
     lines = [
         *heading(f"Keep-alive, or a connection per request ({ROUNDS} rounds)"),
@@ -158,10 +159,10 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
     return [
         *lines,
         "",
-        f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / median_rps(kept, GRANIAN.name):.2f}x**"
+        f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / granian:.2f}x**"
         " (target: 1.0 or more).",
         f"- The fastest way of serving with uWSGI measured here vs Granian, keep-alive traffic:"
-        f" **{median_rps(kept, fastest) / median_rps(kept, GRANIAN.name):.2f}x**: {fastest}.",
+        f" **{median_rps(kept, fastest) / granian:.2f}x**: {fastest}.",
         f"- Role defaults vs gunicorn sync, a connection per request:"
         f" **{closed_base / median_rps(closed, GUNICORN.name):.2f}x** (target: 1.5 or more).",
     ]

@@ -7,9 +7,10 @@
    the same app started beside it (SERVERS), in ROUNDS interleaved rounds of SECONDS each; and the
    role's service while the host's Prometheus exporter is scraped every second, and while it is not.
    Then keep-alive: the role's service, uWSGI on http11-socket and behind its http router, gunicorn
-   sync and gthread and Granian (KEEPALIVE_SERVERS), each under keep-alive traffic and under Connection: close, with a
-   newcomer's wait; and nginx in front (flask_uwsgi_nginx's sites, some with upstream keep-alive)
-   of uWSGI over its unix socket, the service, gunicorn and Granian (NGINX_PATHS).
+   sync and gthread and Granian (KEEPALIVE_SERVERS), each under keep-alive traffic and under
+   Connection: close, with a newcomer's wait; and nginx in front (flask_uwsgi_nginx's sites, some
+   with upstream keep-alive) of uWSGI over its unix socket, the service, gunicorn and Granian
+   (NGINX_PATHS).
 3. Stop, reload and failed requests during a reload under load, on the role's service.
 4. Memory of each worker (RSS and PSS) of the role's service after a round of load.
 

@@ -130,6 +130,8 @@ LAZY = Server(f"{NO_SANDBOX}, lazy-apps", 9014, uwsgi_with_role_options(9014, "-
 # fails on the first connection in uWSGI 2.0.31 with gevent 24.2.1 and 26.9.0: "'io' object has no
 # attribute 'stop'".)
 BENCH_VENV = "/opt/bench/venv/bin"
+# The unix sockets of the servers started beside the service (prepare_servers() makes the directory).
+SOCKET_DIR = "/run/bench"
 UWSGI_KEEPALIVE = Server(
     "uWSGI keeping connections (the role's ini on http11-socket)",
     9020,
@@ -138,7 +140,7 @@ UWSGI_KEEPALIVE = Server(
 UWSGI_ROUTER = Server(
     "uWSGI's http router keeping connections, the role's ini behind it on a unix socket",
     9024,
-    f"{ROLE} --http 127.0.0.1:9024 --http-keepalive=1 --socket /run/bench/router.sock --disable-logging",
+    f"{ROLE} --http 127.0.0.1:9024 --http-keepalive=1 --socket {SOCKET_DIR}/router.sock --disable-logging",
 )
 GTHREAD = Server(
     "gunicorn gthread, 2 workers x 4 threads",
@@ -157,7 +159,7 @@ UWSGI_WAYS = [SERVICE, UWSGI_KEEPALIVE, UWSGI_ROUTER]
 # For nginx's uwsgi_pass: the role's ini on a unix socket that nginx (www-data) may use, as
 # flask_uwsgi_socket with flask_uwsgi_socket_group: www-data gives (here outside the unit's sandbox,
 # which costs 1 to 3 %; its http-socket only tells start() that it answers).
-UNIX_SOCKET = "/run/bench/uwsgi.sock"
+UNIX_SOCKET = f"{SOCKET_DIR}/uwsgi.sock"
 UWSGI_UNIX = Server(
     "the role's ini on a unix socket (uwsgi protocol)",
     9023,
@@ -215,7 +217,7 @@ def prepare_servers() -> None:
         "grep -Ev '^(http-socket|add-header|pidfile|hook-master-start|disable-logging|stats) '"
         f" /etc/flask_uwsgi/flask-demo.ini > {ROLE_INI}",
     )
-    in_host(HOST, f"install -d -o flask-demo -m 0755 {UNIX_SOCKET.rpartition('/')[0]}")
+    in_host(HOST, f"install -d -o flask-demo -m 0755 {SOCKET_DIR}")
 
 
 def start(server: Server) -> None:

@@ -159,8 +159,7 @@ def keepalive_section(keep: KeepAlive) -> list[str]:
     return [
         *lines,
         "",
-        f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / granian:.2f}x**"
-        " (target: 1.0 or more).",
+        f"- Role defaults vs Granian, keep-alive traffic: **{kept_base / granian:.2f}x** (target: 1.0 or more).",
         f"- The fastest way of serving with uWSGI measured here vs Granian, keep-alive traffic:"
         f" **{median_rps(kept, fastest) / granian:.2f}x**: {fastest}.",
         f"- Role defaults vs gunicorn sync, a connection per request:"
